@@ -1,0 +1,59 @@
+"""Dynamic (per-pixel) convolution: the first step of a DMF module."""
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def apply_pixel_kernels(feat: Tensor, kernels: Tensor, kernel_size: int) -> Tensor:
+    """Filter ``feat`` with a k x k kernel that varies per pixel and is shared by all channels.
+
+    ``out[n, c, y, x] = sum_{i,j} kernels[n, i*k+j, y, x] * feat[n, c, y+i-k//2, x+j-k//2]`` (zero padded).
+    It is computed as a sum of k*k shifted copies, so the memory stays that of two feature maps
+    instead of the k*k-times larger ``unfold`` tensor; time is k*k multiply-adds per element.
+
+    Args:
+        feat (Tensor): Features (n, c, h, w).
+        kernels (Tensor): Per-pixel kernels (n, k*k, h, w), row-major over the k x k window.
+        kernel_size (int): Odd window size k.
+
+    Returns:
+        Tensor: Filtered features (n, c, h, w).
+    """
+    pad = kernel_size // 2
+    height, width = feat.shape[-2:]
+    padded = F.pad(feat, (pad, pad, pad, pad))
+    out = torch.zeros_like(feat)
+    for i in range(kernel_size):
+        for j in range(kernel_size):
+            idx = i * kernel_size + j
+            out = out + padded[:, :, i:i + height, j:j + width] * kernels[:, idx:idx + 1]
+    return out
+
+
+class DynamicConv(nn.Module):
+    """Predicts a k x k kernel per pixel from concat(F_vis, F_nir) and filters F_nir with it.
+
+    Reading of the paper: one kernel per pixel shared across channels (as in guided dynamic filters),
+    predicted by a 3x3 convolution; the filtered result is added to F_nir (residual), so a zero
+    kernel leaves the NIR features unchanged and the module starts close to identity.
+
+    Args:
+        num_feat (int): Channels C of each branch. Default: 64.
+        kernel_size (int): Odd size k of the predicted kernels. Default: 3.
+        residual (bool): Return ``F_nir + filtered`` instead of ``filtered``. Default: True.
+    """
+
+    def __init__(self, num_feat: int = 64, kernel_size: int = 3, residual: bool = True) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f'kernel_size must be odd, got {kernel_size}.')
+        self.kernel_size = kernel_size
+        self.residual = residual
+        self.predict = nn.Conv2d(2 * num_feat, kernel_size * kernel_size, 3, 1, 1)
+        nn.init.zeros_(self.predict.bias)
+        nn.init.normal_(self.predict.weight, std=1e-3)
+
+    def forward(self, feat_vis: Tensor, feat_nir: Tensor) -> Tensor:
+        kernels = self.predict(torch.cat([feat_vis, feat_nir], dim=1))
+        filtered = apply_pixel_kernels(feat_nir, kernels, self.kernel_size)
+        return feat_nir + filtered if self.residual else filtered

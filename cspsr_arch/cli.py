@@ -1,0 +1,113 @@
+"""The ``basicsr`` console script: ``basicsr train -opt ...`` / ``basicsr test -opt ...``.
+
+It registers cspsr's classes (``import cspsr_arch``) and runs BasicSR's own ``train_pipeline`` /
+``test_pipeline`` with ``experiments/``, ``results/`` and ``tb_logger/`` under the current working
+directory. Two BasicSR functions are replaced while the pipeline runs (BasicSR itself is not changed):
+``parse_options`` is followed by a strict check of the option keys and data paths
+(:mod:`cspsr_arch.options`), and ``load_resume_state`` works on CPU (:mod:`cspsr_arch.resume`).
+"""
+import argparse
+import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
+
+from cspsr_arch.errors import CSPSRInputError
+
+DESCRIPTION = """BasicSR with the cspsr plugin (CSPSR: NIR-guided super-resolution).
+
+sub-commands:
+  train   train a model:  basicsr train -opt options/train_CSPSR_x4.yml [--auto_resume] [--debug]
+                                        [--force_yml k=v ...] [--launcher none|pytorch|slurm]
+          experiments/<name>/ (models, training states, log) and tb_logger/ go under the current directory.
+  test    evaluate a model: basicsr test -opt options/test_CSPSR_x4.yml
+          results/<name>/ (metrics log, images) goes under the current directory.
+"""
+
+
+def _add_basicsr_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``basicsr.utils.options.parse_options`` (it parses ``sys.argv`` again itself)."""
+    parser.add_argument('-opt', required=True, help='path to the option YAML file')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
+    parser.add_argument('--auto_resume', action='store_true', help='resume from the newest training state')
+    parser.add_argument('--debug', action='store_true', help='debug mode (name gets a debug_ prefix)')
+    parser.add_argument('--local_rank', type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument('--force_yml', nargs='+', default=None, metavar='KEY=VALUE',
+                        help='override options, e.g. train:total_iter=1000 datasets:train:batch_size_per_gpu=8')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser of the ``basicsr`` command."""
+    parser = argparse.ArgumentParser(prog='basicsr', description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', metavar='{train,test}')
+    sub.required = True
+    _add_basicsr_arguments(sub.add_parser('train', help='train a model with BasicSR\'s train_pipeline'))
+    _add_basicsr_arguments(sub.add_parser('test', help='evaluate a model with BasicSR\'s test_pipeline'))
+    return parser
+
+
+def checked_parse_options(root_path: str, is_train: bool = True):
+    """``basicsr.utils.options.parse_options`` followed by :func:`cspsr_arch.options.check_options`."""
+    from basicsr.utils.options import parse_options
+
+    from cspsr_arch.options import check_options
+    opt, args = parse_options(root_path, is_train=is_train)
+    check_options(opt)
+    return opt, args
+
+
+@contextmanager
+def patched_basicsr() -> Iterator[None]:
+    """Swap in the checked option parser and the CPU-safe resume loader while a pipeline runs."""
+    import basicsr.test
+    import basicsr.train
+
+    from cspsr_arch.resume import load_resume_state
+    saved = (basicsr.train.parse_options, basicsr.test.parse_options, basicsr.train.load_resume_state)
+    basicsr.train.parse_options = checked_parse_options
+    basicsr.test.parse_options = checked_parse_options
+    basicsr.train.load_resume_state = load_resume_state
+    try:
+        yield
+    finally:
+        basicsr.train.parse_options, basicsr.test.parse_options, basicsr.train.load_resume_state = saved
+
+
+def run(command: str, args: List[str], root_path: Optional[str] = None) -> None:
+    """Run BasicSR's train or test pipeline with ``args`` as its command line.
+
+    Args:
+        command (str): ``'train'`` or ``'test'``.
+        args (list[str]): Arguments after the sub-command (``-opt ...``).
+        root_path (str | None): Where experiments/, results/, tb_logger/ go. Default: current directory.
+    """
+    import cspsr_arch  # noqa: F401  (registers the arch, dataset, loss and model)
+    from basicsr.test import test_pipeline
+    from basicsr.train import train_pipeline
+
+    root_path = os.path.abspath(root_path or os.getcwd())
+    pipeline = train_pipeline if command == 'train' else test_pipeline
+    saved_argv = sys.argv
+    sys.argv = [f'basicsr {command}', *args]
+    try:
+        with patched_basicsr():
+            pipeline(root_path)
+    finally:
+        sys.argv = saved_argv
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``basicsr`` console script and of ``python -m cspsr_arch``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    build_parser().parse_args(argv)  # validates the command line and answers --help
+    try:
+        run(argv[0], argv[1:])
+    except CSPSRInputError as err:
+        print(f'basicsr {argv[0]}: error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

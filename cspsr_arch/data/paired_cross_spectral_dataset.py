@@ -1,0 +1,205 @@
+"""``PairedCrossSpectralDataset``: LR/HR VIS (left view) + LR/HR NIR (right view) + optional disparity."""
+import os
+from os import path as osp
+from typing import Dict, List, Optional
+
+import numpy as np
+from basicsr.data.transforms import paired_random_crop
+from basicsr.utils import FileClient, img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data
+
+from cspsr_arch.data.image_io import decode
+from cspsr_arch.data.stereo_transforms import random_stereo_flip
+from cspsr_arch.errors import CSPSRInputError
+
+# stream name -> (option key, decoding kind, resolution)
+STREAMS = {
+    'gt': ('dataroot_gt', 'vis', 'hr'),
+    'lq': ('dataroot_lq', 'vis', 'lr'),
+    'gt_nir': ('dataroot_gt_nir', 'nir', 'hr'),
+    'lq_nir': ('dataroot_lq_nir', 'nir', 'lr'),
+    'disp': ('dataroot_disp', 'disp', 'lr'),
+    'disp_r': ('dataroot_disp_r', 'disp', 'lr'),
+}
+REQUIRED_STREAMS = ('gt', 'lq', 'lq_nir')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+OPTION_KEYS = frozenset({
+    'name', 'type', 'phase', 'scale', 'meta_info_file', 'io_backend', 'gt_size', 'use_hflip', 'use_vflip', 'use_rot',
+    *(key for key, _, _ in STREAMS.values())
+})
+"""Keys this dataset reads from its options (BasicSR's data-loader keys come on top)."""
+
+
+def _list_images(folder: str) -> Dict[str, str]:
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+    stems: Dict[str, str] = {}
+    for name in names:
+        stem = osp.splitext(name)[0]
+        if stem in stems:
+            raise CSPSRInputError(f'{folder}: two files for the key {stem!r} ({stems[stem]}, {name}); keep one.')
+        stems[stem] = name
+    return stems
+
+
+def _read_meta_keys(meta_info_file: str) -> List[str]:
+    if not osp.isfile(meta_info_file):
+        raise CSPSRInputError(f'meta_info_file {meta_info_file} does not exist; create it (one "<key>.png" per line) '
+                              'or remove the meta_info_file option to scan the folders.')
+    with open(meta_info_file) as fin:
+        return [line.split()[0] for line in fin if line.strip()]
+
+
+@DATASET_REGISTRY.register()
+class PairedCrossSpectralDataset(data.Dataset):
+    """Cross-spectral stereo SR pairs: LR/HR VIS of the left view, LR/HR NIR of the right view.
+
+    Like BasicSR's ``PairedImageDataset`` it has three modes: **lmdb** (``io_backend.type == 'lmdb'``, every
+    dataroot an ``.lmdb``, keys from the GT LMDB's meta_info.txt), **meta_info_file** (names listed in a file)
+    and **folder** (scan ``dataroot_gt``). Files of all streams are matched by name (key = file stem); a
+    missing stream file, a VIS/NIR size mismatch or a size not divisible by the scale is an error naming
+    the file.
+
+    Each sample has ``lq`` (3, h, w), ``lq_nir`` (1, h, w), ``gt`` (3, s*h, s*w), optionally ``gt_nir``
+    (1, s*h, s*w), ``disp`` and ``disp_r`` (1, h, w; left/right disparity in LR pixels), and
+    ``<stream>_path`` for each. Training crops all streams at the same place; flips keep the stereo
+    geometry (see :func:`cspsr_arch.data.stereo_transforms.stereo_flip`); 90-degree rotation is refused.
+
+    Args:
+        opt (dict): ``dataroot_gt``, ``dataroot_lq``, ``dataroot_lq_nir`` (required), ``dataroot_gt_nir``,
+            ``dataroot_disp``, ``dataroot_disp_r`` (optional), ``meta_info_file``, ``io_backend``,
+            ``gt_size``, ``use_hflip``, ``use_vflip``, ``scale`` and ``phase`` (added by BasicSR).
+    """
+
+    def __init__(self, opt: dict) -> None:
+        super().__init__()
+        self.opt = opt
+        self.scale = int(opt['scale'])
+        if opt.get('use_rot'):
+            raise CSPSRInputError(f"Dataset {opt.get('name')}: use_rot is not allowed for stereo pairs (a 90-degree "
+                                  'rotation breaks the horizontal epipolar geometry); set use_rot: false.')
+        for name in REQUIRED_STREAMS:
+            if not opt.get(STREAMS[name][0]):
+                raise CSPSRInputError(f"Dataset {opt.get('name')}: option {STREAMS[name][0]} is required.")
+        self.roots = {name: opt[key] for name, (key, _, _) in STREAMS.items() if opt.get(key)}
+        self.io_backend_opt = dict(opt['io_backend'])
+        self.file_client: Optional[FileClient] = None
+        backend = self.io_backend_opt.get('type')
+        if backend == 'lmdb':
+            self.paths = self._paths_from_lmdb()
+            self.io_backend_opt['db_paths'] = list(self.roots.values())
+            self.io_backend_opt['client_keys'] = list(self.roots.keys())
+        elif backend == 'disk':
+            if opt.get('meta_info_file'):
+                keys = [osp.splitext(n)[0] for n in _read_meta_keys(opt['meta_info_file'])]
+                self.paths = self._paths_from_names(keys, source=opt['meta_info_file'])
+            else:
+                self.paths = self._paths_from_folder()
+        else:
+            raise CSPSRInputError(f"Dataset {opt.get('name')}: io_backend type must be 'disk' or 'lmdb', got {backend!r}.")
+        if not self.paths:
+            raise CSPSRInputError(f"Dataset {opt.get('name')}: no image pairs found in {self.roots['gt']}.")
+
+    def _check_root(self, name: str) -> None:
+        root = self.roots[name]
+        if not osp.exists(root):
+            raise CSPSRInputError(f"{STREAMS[name][0]} {root} does not exist. Prepare the data first (see "
+                                  'datasets/README.md: tools/make_synthetic_rgbnir.py or tools/prepare_data.py).')
+
+    def _paths_from_folder(self) -> List[Dict[str, str]]:
+        listings = {}
+        for name in self.roots:
+            self._check_root(name)
+            listings[name] = _list_images(self.roots[name])
+        keys = sorted(listings['gt'])
+        for name, listing in listings.items():
+            extra = sorted(set(listing) - set(keys))
+            if extra:
+                raise CSPSRInputError(f'{osp.join(self.roots[name], listing[extra[0]])} has no ground-truth VIS image '
+                                      f"{osp.join(self.roots['gt'], extra[0])}.* ({len(extra)} unmatched file(s) in "
+                                      f'{self.roots[name]}); add the missing files or remove the extra ones.')
+        paths = []
+        for key in keys:
+            entry = {}
+            for name, listing in listings.items():
+                if key not in listing:
+                    raise CSPSRInputError(f"{osp.join(self.roots['gt'], listings['gt'][key])} has no {name} file "
+                                          f'{osp.join(self.roots[name], key)}.* : add it or remove the key.')
+                entry[f'{name}_path'] = osp.join(self.roots[name], listing[key])
+            paths.append(entry)
+        return paths
+
+    def _paths_from_names(self, keys: List[str], source: str) -> List[Dict[str, str]]:
+        for name in self.roots:
+            self._check_root(name)
+        paths = []
+        for key in keys:
+            entry = {f'{name}_path': osp.join(root, f'{key}.png') for name, root in self.roots.items()}
+            for path in entry.values():
+                if not osp.isfile(path):
+                    raise CSPSRInputError(f'{path} (listed in {source}) does not exist; add it or remove the line.')
+            paths.append(entry)
+        return paths
+
+    def _paths_from_lmdb(self) -> List[Dict[str, str]]:
+        key_sets = {}
+        for name, root in self.roots.items():
+            self._check_root(name)
+            if not root.endswith('.lmdb'):
+                raise CSPSRInputError(f'{STREAMS[name][0]} {root} must be an .lmdb folder with io_backend lmdb.')
+            key_sets[name] = [osp.splitext(n)[0] for n in _read_meta_keys(osp.join(root, 'meta_info.txt'))]
+        keys = sorted(key_sets['gt'])
+        for name, names in key_sets.items():
+            missing = sorted(set(keys) - set(names))
+            if missing:
+                raise CSPSRInputError(f'LMDB {self.roots[name]} lacks the key {missing[0]!r} ({len(missing)} missing) '
+                                      f"that {self.roots['gt']} has; rebuild it with tools/create_lmdb.py.")
+        return [{f'{name}_path': key for name in self.roots} for key in keys]
+
+    def _load(self, index: int) -> Dict[str, np.ndarray]:
+        if self.file_client is None:
+            backend_opt = dict(self.io_backend_opt)
+            self.file_client = FileClient(backend_opt.pop('type'), **backend_opt)
+        entry, sample = self.paths[index], {}
+        for name in self.roots:
+            path = entry[f'{name}_path']
+            label = path if self.io_backend_opt['type'] == 'disk' else f'{self.roots[name]}[{path}]'
+            try:
+                buf = self.file_client.get(path, name)
+            except FileNotFoundError:
+                buf = None
+            sample[name] = decode(buf, label, STREAMS[name][1])
+        return sample
+
+    def _check_sizes(self, sample: Dict[str, np.ndarray], index: int) -> None:
+        entry = self.paths[index]
+        lr_h, lr_w = sample['lq'].shape[:2]
+        for name, img in sample.items():
+            expected = (lr_h, lr_w) if STREAMS[name][2] == 'lr' else (lr_h * self.scale, lr_w * self.scale)
+            if img.shape[:2] != expected:
+                raise CSPSRInputError(
+                    f"{entry[f'{name}_path']}: size {img.shape[1]}x{img.shape[0]} (WxH) does not match "
+                    f"{entry['lq_path']} ({lr_w}x{lr_h}) at scale {self.scale}: expected {expected[1]}x{expected[0]}. "
+                    'VIS and NIR must have the same size and HR = scale x LR; crop HR to a multiple of the scale '
+                    'and regenerate LR (tools/prepare_data.py does both).')
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self._load(index)
+        self._check_sizes(sample, index)
+        if self.opt['phase'] == 'train':
+            hr_names = [n for n in sample if STREAMS[n][2] == 'hr']
+            lr_names = [n for n in sample if STREAMS[n][2] == 'lr']
+            hrs, lrs = paired_random_crop([sample[n] for n in hr_names], [sample[n] for n in lr_names],
+                                          self.opt['gt_size'], self.scale, self.paths[index]['gt_path'])
+            hrs, lrs = (hrs if isinstance(hrs, list) else [hrs]), (lrs if isinstance(lrs, list) else [lrs])
+            sample = dict(zip(hr_names + lr_names, hrs + lrs))
+            sample = random_stereo_flip(sample, self.opt.get('use_hflip', False), self.opt.get('use_vflip', False))
+        out = {}
+        for name, img in sample.items():
+            out[name] = img2tensor(img, bgr2rgb=STREAMS[name][1] == 'vis', float32=True)
+            out[f'{name}_path'] = self.paths[index][f'{name}_path']
+        return out
+
+    def __len__(self) -> int:
+        return len(self.paths)
+

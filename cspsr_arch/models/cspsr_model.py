@@ -1,0 +1,82 @@
+"""``CSPSRModel``: BasicSR's ``SRModel`` with the NIR streams and the L_CSSC loss."""
+from collections import OrderedDict
+
+import torch
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils.registry import MODEL_REGISTRY
+from torch import nn
+
+from cspsr_arch.archs.cspsr_arch import CSPSROutput
+
+OPTIONAL_STREAMS = ('gt', 'gt_nir', 'disp', 'disp_r')
+
+
+@MODEL_REGISTRY.register()
+class CSPSRModel(SRModel):
+    """Cross-spectral SR model: ``loss = pixel_opt(I_SR, I_HR) + cssc_opt(NIR_SR, NIR_HR, disp_l, disp_r)``.
+
+    Everything else (optimizers, schedulers, EMA, checkpoints, ``nondist_validation`` with PSNR/SSIM,
+    image saving, tensorboard) is BasicSR's ``SRModel``. ``self.output`` is I_SR, so BasicSR's
+    validation measures the VIS result; ``self.output_nir`` keeps NIR_SR.
+
+    Options read on top of SRModel's: ``train.cssc_opt`` (a ``CrossSpectralSpatialConsistencyLoss``
+    config, optional).
+    """
+
+    def init_training_settings(self) -> None:
+        cssc_opt = self.opt['train'].get('cssc_opt')
+        self.cri_cssc = build_loss(cssc_opt).to(self.device) if cssc_opt else None
+        super().init_training_settings()
+
+    def feed_data(self, data: dict) -> None:
+        """Move ``lq``, ``lq_nir`` and, where present, ``gt``, ``gt_nir``, ``disp``, ``disp_r`` to the device."""
+        self.lq = data['lq'].to(self.device)
+        self.lq_nir = data['lq_nir'].to(self.device)
+        for name in OPTIONAL_STREAMS:
+            if name in data:
+                setattr(self, name, data[name].to(self.device))
+            elif name != 'gt':  # SRModel's validation deletes self.gt itself
+                setattr(self, name, None)
+
+    def _run(self, net: nn.Module) -> CSPSROutput:
+        return net(self.lq, self.lq_nir, self.disp, self.disp_r)
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        self.optimizer_g.zero_grad()
+        out = self._run(self.net_g)
+        self.output, self.output_nir = out.sr, out.nir_sr
+
+        l_total = 0
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            l_pix = self.cri_pix(self.output, self.gt)
+            l_total += l_pix
+            loss_dict['l_pix'] = l_pix
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    l_total += value
+                    loss_dict[name] = value
+        if self.cri_cssc:
+            if self.gt_nir is None:
+                raise ValueError('cssc_opt needs the HR NIR ground truth: set dataroot_gt_nir in the train data set.')
+            l_cssc = self.cri_cssc(self.output_nir, self.gt_nir, out.disp_l, out.disp_r)
+            l_total += l_cssc
+            loss_dict['l_cssc'] = l_cssc
+
+        l_total.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test(self) -> None:
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        net.eval()
+        with torch.no_grad():
+            out = self._run(net)
+        self.output, self.output_nir = out.sr, out.nir_sr
+        if net is self.net_g:
+            self.net_g.train()

@@ -1,0 +1,149 @@
+"""Strict checking of BasicSR option files: every key must be one that the code reads.
+
+BasicSR silently ignores keys it does not know, so a misspelled ``lerning_rate`` or ``gt_szie`` trains
+with defaults. :func:`check_options` runs on the parsed options before anything is built and raises a
+:class:`~cspsr_arch.errors.CSPSRInputError` naming the key, its place and the accepted keys.
+Constructor arguments of archs, losses, optimizers and schedulers are read from their signatures.
+"""
+import difflib
+import inspect
+import os
+from typing import Callable, Iterable, Mapping, Optional
+
+import torch
+from basicsr.models import lr_scheduler
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY
+
+from cspsr_arch.errors import CSPSRInputError
+
+TOP_KEYS = {
+    'name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'network_g', 'path', 'train', 'val', 'logger',
+    'dist_params', 'find_unused_parameters',
+    # added by basicsr.utils.options.parse_options / the pipelines
+    'dist', 'rank', 'world_size', 'auto_resume', 'is_train', 'root_path'
+}
+PATH_KEYS = {
+    'pretrain_network_g', 'param_key_g', 'strict_load_g', 'resume_state', 'experiments_root', 'results_root',
+    'models', 'training_states', 'log', 'visualization', 'ignore_resume_networks'
+}
+TRAIN_KEYS = {
+    'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt', 'cssc_opt'
+}
+LOSS_OPTS = ('pixel_opt', 'perceptual_opt', 'cssc_opt')
+VAL_KEYS = {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics'}
+METRIC_KEYS = {'type', 'crop_border', 'input_order', 'test_y_channel', 'better'}
+LOGGER_KEYS = {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'}
+WANDB_KEYS = {'project', 'resume_id'}
+DIST_KEYS = {'backend', 'port'}
+LOADER_KEYS = {
+    'num_worker_per_gpu', 'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory',
+    'persistent_workers', 'num_prefetch_queue'
+}
+IO_BACKEND_KEYS = {'type'}
+OPTIMIZERS = {
+    'Adam': torch.optim.Adam,
+    'AdamW': torch.optim.AdamW,
+    'Adamax': torch.optim.Adamax,
+    'SGD': torch.optim.SGD,
+    'ASGD': torch.optim.ASGD,
+    'RMSprop': torch.optim.RMSprop,
+    'Rprop': torch.optim.Rprop
+}
+SCHEDULERS = {
+    'MultiStepLR': lr_scheduler.MultiStepRestartLR,
+    'MultiStepRestartLR': lr_scheduler.MultiStepRestartLR,
+    'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR
+}
+DATAROOT_HINT = ('Prepare the data first: see datasets/README.md (tools/make_synthetic_rgbnir.py for the embedded '
+                 'synthetic set, tools/create_lmdb.py for LMDBs), or point the option at your data '
+                 '(--force_yml datasets:train:dataroot_gt=...).')
+
+
+def signature_keys(func: Callable, skip: Iterable[str] = ('self', )) -> Optional[set]:
+    """Named parameters of ``func`` (None when it takes ``**kwargs``: anything goes)."""
+    params = inspect.signature(func).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return {name for name in params if name not in skip}
+
+
+def check_keys(section: Mapping, allowed: Optional[set], where: str) -> None:
+    """Raise if ``section`` has a key outside ``allowed`` (None: no restriction).
+
+    Args:
+        section (Mapping): Options at one place of the tree.
+        allowed (set | None): Accepted keys.
+        where (str): Place in the tree, for the message (e.g. ``'train:optim_g'``).
+    """
+    if allowed is None:
+        return
+    for key in section:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ''
+            raise CSPSRInputError(f"Unknown option '{where}:{key}'.{hint} Accepted keys there: "
+                                  f'{", ".join(sorted(allowed))}.')
+
+
+def _registered(registry, type_name: str, where: str):
+    if type_name not in registry:
+        raise CSPSRInputError(f"Option '{where}:type' is {type_name!r}, which is not registered in BasicSR's "
+                              f'{registry._name} registry.')
+    return registry.get(type_name)
+
+
+def _check_typed(section: Mapping, where: str, cls: Callable, skip: Iterable[str] = ('self', )) -> None:
+    if not isinstance(section, Mapping) or 'type' not in section:
+        raise CSPSRInputError(f"Option '{where}' must be a mapping with a 'type'.")
+    keys = signature_keys(cls, skip)
+    check_keys(section, None if keys is None else keys | {'type'}, where)
+
+
+def check_datasets(opt: Mapping) -> None:
+    """Check dataset sections: known keys for registered cross-spectral datasets, existing dataroots."""
+    for phase, dataset_opt in opt['datasets'].items():
+        where = f'datasets:{phase}'
+        dataset_cls = _registered(DATASET_REGISTRY, dataset_opt.get('type', ''), where)
+        own_keys = getattr(inspect.getmodule(dataset_cls), 'OPTION_KEYS', None)
+        if own_keys is not None:
+            check_keys(dataset_opt, set(own_keys) | LOADER_KEYS, where)
+            check_keys(dataset_opt.get('io_backend', {}), IO_BACKEND_KEYS, f'{where}:io_backend')
+        for key, value in dataset_opt.items():
+            if key.startswith('dataroot') and value is not None and not os.path.exists(value):
+                raise CSPSRInputError(f"Data not found: '{where}:{key}' is {value}, which does not exist. {DATAROOT_HINT}")
+
+
+def check_options(opt: Mapping) -> None:
+    """Validate parsed BasicSR options (see the module docstring). Raises ``CSPSRInputError``."""
+    check_keys(opt, TOP_KEYS, 'opt')
+    check_keys(opt.get('path', {}), PATH_KEYS, 'path')
+    if 'network_g' in opt:
+        _check_typed(opt['network_g'], 'network_g', _registered(ARCH_REGISTRY, opt['network_g'].get('type', ''),
+                                                                 'network_g'))
+        upscale = opt['network_g'].get('upscale')
+        if upscale is not None and opt.get('scale') is not None and upscale != opt['scale']:
+            raise CSPSRInputError(f"network_g:upscale ({upscale}) differs from scale ({opt['scale']}); make them equal.")
+    if opt.get('is_train') and 'train' in opt:
+        train = opt['train']
+        check_keys(train, TRAIN_KEYS, 'train')
+        for key in LOSS_OPTS:
+            if train.get(key):
+                _check_typed(train[key], f'train:{key}', _registered(LOSS_REGISTRY, train[key].get('type', ''),
+                                                                      f'train:{key}'))
+        optim = train.get('optim_g', {})
+        if optim.get('type') not in OPTIMIZERS:
+            raise CSPSRInputError(f"train:optim_g:type must be one of {', '.join(OPTIMIZERS)}, got {optim.get('type')!r}.")
+        _check_typed(optim, 'train:optim_g', OPTIMIZERS[optim['type']], skip=('self', 'params'))
+        sched = train.get('scheduler', {})
+        if sched.get('type') not in SCHEDULERS:
+            raise CSPSRInputError(f"train:scheduler:type must be one of {', '.join(SCHEDULERS)}, "
+                                  f"got {sched.get('type')!r}.")
+        _check_typed(sched, 'train:scheduler', SCHEDULERS[sched['type']], skip=('self', 'optimizer'))
+    if opt.get('val'):
+        check_keys(opt['val'], VAL_KEYS, 'val')
+        for name, metric in (opt['val'].get('metrics') or {}).items():
+            check_keys(metric, METRIC_KEYS, f'val:metrics:{name}')
+    check_keys(opt.get('logger') or {}, LOGGER_KEYS, 'logger')
+    check_keys((opt.get('logger') or {}).get('wandb') or {}, WANDB_KEYS, 'logger:wandb')
+    check_keys(opt.get('dist_params') or {}, DIST_KEYS, 'dist_params')
+    check_datasets(opt)

@@ -1,0 +1,110 @@
+"""Warp, dynamic convolution, CSFT, DMF and the CSPSR arch on tiny tensors."""
+import pytest
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from cspsr_arch.archs.csft import CSFT
+from cspsr_arch.archs.dynamic_conv import DynamicConv, apply_pixel_kernels
+from cspsr_arch.archs.warp import occlusion_mask, upscale_disparity, warp_to_left, warp_to_right
+
+
+def test_warp_constant_shift_is_exact():
+    torch.manual_seed(0)
+    scene = torch.rand(1, 2, 5, 40)
+    left, right = scene[..., :32], scene[..., 3:35]  # right(x) = left(x + 3): disp = 3
+    disp = torch.full((1, 1, 5, 32), 3.0)
+    back, valid = warp_to_left(right, disp)
+    assert valid[..., :3].sum() == 0 and valid[..., 3:].min() == 1
+    assert torch.allclose(back[..., 3:], left[..., 3:], atol=1e-6)
+    fwd, valid_r = warp_to_right(left, disp)
+    assert valid_r[..., 29:].sum() == 0
+    assert torch.allclose(fwd[..., :29], right[..., :29], atol=1e-6)
+
+
+def test_warp_subpixel_is_linear_interpolation():
+    ramp = torch.arange(16.0).view(1, 1, 1, 16).repeat(1, 1, 3, 1)
+    out, _ = warp_to_left(ramp, torch.full((1, 1, 3, 16), 2.25))
+    assert torch.allclose(out[..., 3:], ramp[..., 3:] - 2.25, atol=1e-5)
+
+
+def test_upscale_disparity_scales_values():
+    disp = torch.full((1, 1, 4, 5), 1.5)
+    up = upscale_disparity(disp, (16, 20))
+    assert up.shape == (1, 1, 16, 20) and torch.allclose(up, torch.full_like(up, 6.0))
+
+
+def test_occlusion_mask_flags_inconsistent_pixels():
+    d_l = torch.full((1, 1, 2, 10), 2.0)
+    d_r = torch.full((1, 1, 2, 10), 2.0)
+    d_r[..., 4] = 5.0  # right pixel 4 sees something nearer: left pixel 6 is occluded
+    mask = occlusion_mask(d_l, d_r, threshold=0.5)
+    assert mask[0, 0, 0].tolist() == [0, 0, 1, 1, 1, 1, 0, 1, 1, 1]
+
+
+def test_dynamic_conv_equals_conv2d_for_a_constant_kernel():
+    torch.manual_seed(0)
+    feat = torch.rand(2, 4, 7, 9)
+    kernel = torch.randn(3, 3)
+    kernels = kernel.reshape(1, 9, 1, 1).expand(2, 9, 7, 9)
+    ours = apply_pixel_kernels(feat, kernels, 3)
+    ref = F.conv2d(feat, kernel.view(1, 1, 3, 3).repeat(4, 1, 1, 1), padding=1, groups=4)
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_dynamic_conv_module_uses_predicted_kernels():
+    torch.manual_seed(0)
+    module = DynamicConv(num_feat=4, kernel_size=5)
+    vis, nir = torch.rand(1, 4, 6, 6), torch.rand(1, 4, 6, 6)
+    kernels = module.predict(torch.cat([vis, nir], 1))
+    assert torch.allclose(module(vis, nir), nir + apply_pixel_kernels(nir, kernels, 5), atol=1e-6)
+
+
+def test_csft_matches_equation_2_by_hand():
+    torch.manual_seed(0)
+    module = CSFT(num_feat=2).eval()
+    module.norm_vis.running_mean.fill_(0.5)
+    module.norm_vis.running_var.fill_(4.0)
+    vis, nir = torch.rand(1, 2, 3, 3), torch.rand(1, 2, 3, 3)
+    bn_vis = (vis - 0.5) / torch.sqrt(torch.tensor(4.0 + 1e-5))
+    bn_nir = nir / torch.sqrt(torch.tensor(1.0 + 1e-5))
+    w_s1 = torch.sigmoid(F.conv2d(vis, module.spatial_vis.weight, module.spatial_vis.bias, padding=1))
+    cat = torch.cat([bn_vis, bn_nir], 1)
+    gap = cat.mean(dim=(2, 3), keepdim=True)
+    w_c = torch.sigmoid(F.conv2d(gap, module.channel.weight, module.channel.bias))
+    w_c1, w_c2 = w_c[:, :2], w_c[:, 2:]
+    w_s2 = torch.sigmoid(F.conv2d(cat, module.spatial_cat.weight, module.spatial_cat.bias, padding=1))
+    expected = bn_nir * w_s1 * w_c2 + bn_vis * w_s1 * w_s2 * w_c1
+    assert torch.allclose(module(vis, nir), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+@pytest.mark.parametrize('cvm', ['given', 'none'])
+def test_cspsr_shapes_odd_sizes(scale, cvm):
+    net = ARCH_REGISTRY.get('CSPSR')(num_feat=8, num_dmf=2, upscale=scale, cvm=cvm)
+    lq, nir, disp = torch.rand(2, 3, 11, 13), torch.rand(2, 1, 11, 13), torch.rand(2, 1, 11, 13)
+    out = net(lq, nir, disp)
+    assert out.sr.shape == (2, 3, 11 * scale, 13 * scale)
+    assert out.nir_sr.shape == (2, 1, 11 * scale, 13 * scale)
+    out.sr.mean().backward()
+
+
+@pytest.mark.parametrize('kwargs', [{'use_dyconv': False}, {'use_csft': False}, {'norm': False},
+                                    {'global_skip': False}])
+def test_cspsr_switches_build_and_train(kwargs):
+    net = ARCH_REGISTRY.get('CSPSR')(num_feat=8, num_dmf=2, upscale=2, **kwargs)
+    out = net(torch.rand(2, 3, 8, 8), torch.rand(2, 1, 8, 8), torch.zeros(2, 1, 8, 8))
+    (out.sr.mean() + out.nir_sr.mean()).backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+def test_cspsr_rejects_bad_inputs():
+    net = ARCH_REGISTRY.get('CSPSR')(num_feat=8, num_dmf=1, upscale=2)
+    with pytest.raises(ValueError, match='VIS input'):
+        net(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))
+    with pytest.raises(ValueError, match='differ in batch or size'):
+        net(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 9), torch.zeros(1, 1, 8, 8))
+    with pytest.raises(ValueError, match='needs the left disparity'):
+        net(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match='cvm must be one of'):
+        ARCH_REGISTRY.get('CSPSR')(cvm='magic')

@@ -1,0 +1,124 @@
+"""The ``basicsr`` console script: train, resume on CPU, test, --help and clear option errors."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from toy_data import dataset_opt, make_toy_split
+
+BASICSR = str(Path(sys.executable).parent / 'basicsr')
+ENV = {**os.environ, 'CUDA_VISIBLE_DEVICES': ''}
+
+
+def _train_options(tmp_path: Path, total_iter: int = 1, **overrides) -> Path:
+    split = tmp_path / 'data' / 'train'
+    if not split.exists():
+        make_toy_split(split, keys=('a', 'b', 'c'), size=48, scales=(2, ))
+    train = dataset_opt(split, 2, phase='train', gt_size=32, use_hflip=True, use_vflip=True, num_worker_per_gpu=0,
+                        batch_size_per_gpu=2, dataset_enlarge_ratio=1)
+    val = dataset_opt(split, 2)
+    for d in (train, val):
+        del d['phase'], d['scale']
+    opt = {
+        'name': 'toy_cspsr', 'model_type': 'CSPSRModel', 'scale': 2, 'num_gpu': 0, 'manual_seed': 0,
+        'datasets': {'train': train, 'val': val},
+        'network_g': {'type': 'CSPSR', 'num_feat': 8, 'num_dmf': 2, 'upscale': 2, 'cvm': 'given'},
+        'path': {'pretrain_network_g': None, 'resume_state': None},
+        'train': {
+            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.999]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [2], 'gamma': 0.5},
+            'total_iter': total_iter, 'warmup_iter': -1,
+            'pixel_opt': {'type': 'MSELoss', 'loss_weight': 1.0},
+            'cssc_opt': {'type': 'CrossSpectralSpatialConsistencyLoss', 'loss_weight': 0.1},
+        },
+        'val': {'val_freq': 1000, 'save_img': True, 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2}}},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False},
+    }
+    for key, value in overrides.items():
+        section = opt
+        *parents, last = key.split(':')
+        for parent in parents:
+            section = section[parent]
+        section[last] = value
+    path = tmp_path / 'train.yml'
+    path.write_text(yaml.safe_dump(opt))
+    return path
+
+
+def _basicsr(args, cwd):
+    return subprocess.run([BASICSR, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def test_help_explains_both_subcommands(tmp_path):
+    out = _basicsr(['--help'], tmp_path)
+    assert out.returncode == 0
+    assert 'basicsr train -opt' in out.stdout and 'basicsr test -opt' in out.stdout
+
+
+def test_train_one_iteration_then_test(tmp_path):
+    opt_file = _train_options(tmp_path)
+    out = _basicsr(['train', '-opt', str(opt_file)], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    exp = tmp_path / 'experiments' / 'toy_cspsr'
+    assert (exp / 'models' / 'net_g_latest.pth').is_file()
+    log = next(exp.glob('train_toy_cspsr_*.log')).read_text()
+    assert re.search(r'l_pix: [0-9.e+-]+ l_cssc: [0-9.e+-]+', log)
+    psnr = float(re.findall(r'# psnr: ([0-9.]+)', log)[-1])
+    assert 10 < psnr < 60
+    # validation images from BasicSR's nondist_validation, under the working directory
+    assert list((exp / 'visualization').glob('*/*.png'))
+    assert not (Path(sys.prefix) / 'experiments').exists()
+
+    test_opt = yaml.safe_load(opt_file.read_text())
+    test_opt['datasets'] = {'test_1': test_opt['datasets']['val']}
+    test_opt['path'] = {'pretrain_network_g': str(exp / 'models' / 'net_g_latest.pth')}
+    del test_opt['train'], test_opt['logger']
+    test_opt['val'] = {'save_img': True, 'suffix': None, 'metrics': test_opt['val']['metrics']}
+    (tmp_path / 'test.yml').write_text(yaml.safe_dump(test_opt))
+    out = subprocess.run([sys.executable, '-m', 'cspsr_arch', 'test', '-opt', str(tmp_path / 'test.yml')],
+                         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = tmp_path / 'results' / 'toy_cspsr'
+    assert len(list((results / 'visualization' / 'toy').glob('*.png'))) == 3
+    test_psnr = float(re.findall(r'# psnr: ([0-9.]+)', next(results.glob('test_*.log')).read_text())[-1])
+    assert test_psnr == pytest.approx(psnr, abs=1e-3)
+
+
+def test_resume_on_cpu_continues_at_the_right_iteration(tmp_path):
+    opt_file = _train_options(tmp_path, total_iter=2)
+    assert _basicsr(['train', '-opt', str(opt_file)], tmp_path).returncode == 0
+    states = tmp_path / 'experiments' / 'toy_cspsr' / 'training_states'
+    assert (states / '2.state').is_file()
+    state = torch.load(states / '2.state', weights_only=False)
+    assert state['iter'] == 2
+    # the lr schedule (milestone at 2) must be carried over: lr halves after resuming
+    opt_file = _train_options(tmp_path, total_iter=4)
+    out = _basicsr(['train', '-opt', str(opt_file), '--auto_resume'], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = sorted((tmp_path / 'experiments' / 'toy_cspsr').glob('train_*.log'))[-1].read_text()
+    assert 'Resuming training from epoch' in log and 'iter: 2.' in log
+    iters = [int(i) for i in re.findall(r'iter:\s+(\d+), lr:', log)]
+    assert iters == [3, 4]
+    assert re.search(r'iter:\s+3, lr:\(5\.000e-04', log)
+    assert (states / '4.state').is_file()
+
+
+def test_misspelled_option_key_is_a_clear_error(tmp_path):
+    opt_file = _train_options(tmp_path, **{'train:optim_g:lerning_rate': 1e-3})
+    out = _basicsr(['train', '-opt', str(opt_file)], tmp_path)
+    assert out.returncode == 2
+    assert "Unknown option 'train:optim_g:lerning_rate'" in out.stderr and 'Traceback' not in out.stderr
+    out = _basicsr(['train', '-opt', str(_train_options(tmp_path)), '--force_yml', 'datasets:train:gt_szie=64'],
+                   tmp_path)
+    assert out.returncode == 2 and "Did you mean 'gt_size'?" in out.stderr
+
+
+def test_missing_dataroot_is_one_clear_error(tmp_path):
+    out = _basicsr(['train', '-opt', str(Path(__file__).parents[1] / 'options' / 'train_CSPSR_x4.yml')], tmp_path)
+    assert out.returncode == 2
+    assert 'Data not found' in out.stderr and 'datasets/README.md' in out.stderr and 'Traceback' not in out.stderr
+    assert not (tmp_path / 'experiments').exists()

@@ -1,0 +1,152 @@
+"""PairedCrossSpectralDataset: modes, alignment, stereo augmentation and clear errors."""
+import random
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from basicsr.utils.registry import DATASET_REGISTRY
+from conftest import load_tool
+from toy_data import dataset_opt, make_toy_split
+
+from cspsr_arch.data.stereo_transforms import stereo_flip
+from cspsr_arch.errors import CSPSRInputError
+
+Dataset = DATASET_REGISTRY.get('PairedCrossSpectralDataset')
+
+
+def test_sample_contents_and_disparity(toy_split):
+    split, scenes = toy_split
+    ds = Dataset(dataset_opt(split, scale=4))
+    assert len(ds) == 2
+    sample = ds[0]
+    assert sample['lq'].shape == (3, 12, 14) and sample['gt'].shape == (3, 48, 56)
+    assert sample['lq_nir'].shape == (1, 12, 14) and sample['gt_nir'].shape == (1, 48, 56)
+    assert torch.allclose(sample['disp'], torch.ones(1, 12, 14))  # 4 HR px = 1 LR px at x4
+    gt = scenes['a']['vis'][..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255  # BGR -> RGB, CHW
+    assert np.allclose(sample['gt'].numpy(), gt, atol=1e-6)
+    assert sample['gt_path'].endswith('a.png') and sample['lq_nir_path'].endswith('a.png')
+
+
+def test_three_modes_give_identical_samples(toy_split):
+    split, _ = toy_split
+    load_tool('create_lmdb').create_lmdbs(str(split), progress=False)
+    folder = Dataset(dataset_opt(split, scale=2))
+    meta = Dataset(dataset_opt(split, scale=2, meta_info_file=str(split / 'meta_info.txt')))
+    lmdb = Dataset(dataset_opt(split, scale=2, lmdb=True))
+    assert len(folder) == len(meta) == len(lmdb) == 2
+    for i in range(2):
+        a, b, c = folder[i], meta[i], lmdb[i]
+        for key in ('lq', 'lq_nir', 'gt', 'gt_nir', 'disp', 'disp_r'):
+            assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key]), key
+
+
+def test_random_crops_are_aligned(tmp_path):
+    """Crops of every stream come from the same place: LR = imresize(HR) holds on the crop."""
+    split = tmp_path / 'train'
+    make_toy_split(split, size=64, scales=(4, ))
+    opt = dataset_opt(split, scale=4, phase='train', gt_size=32, use_hflip=False, use_vflip=False)
+    ds = Dataset(opt)
+    full = Dataset(dataset_opt(split, scale=4))[0]
+    random.seed(3)
+    for _ in range(5):
+        crop = ds[0]
+        # locate the LR crop inside the full LR image; the HR crop must be at scale x that offset
+        lq, lq_full = crop['lq'].numpy(), full['lq'].numpy()
+        matches = [(y, x) for y in range(lq_full.shape[1] - 7) for x in range(lq_full.shape[2] - 7)
+                   if np.array_equal(lq_full[:, y:y + 8, x:x + 8], lq)]
+        assert len(matches) == 1
+        y, x = matches[0]
+        assert torch.equal(crop['gt'], full['gt'][:, 4 * y:4 * y + 32, 4 * x:4 * x + 32])
+        assert torch.equal(crop['gt_nir'], full['gt_nir'][:, 4 * y:4 * y + 32, 4 * x:4 * x + 32])
+        assert torch.equal(crop['lq_nir'], full['lq_nir'][:, y:y + 8, x:x + 8])
+        assert torch.equal(crop['disp'], full['disp'][:, y:y + 8, x:x + 8])
+
+
+def test_hflip_negates_disparity_and_keeps_geometry():
+    """After a horizontal flip, NIR_l(x) = NIR_r(x - d(x)) still holds with the flipped, negated disparity."""
+    rng = np.random.default_rng(0)
+    scene = rng.random((6, 30)).astype(np.float32)
+    shift = 3
+    left, right = scene[:, :24], scene[:, shift:shift + 24]
+    disp = np.full((6, 24, 1), float(shift), np.float32)
+    out = stereo_flip({'lq': left[..., None], 'lq_nir': right[..., None], 'disp': disp}, hflip=True, vflip=True)
+    d = out['disp'][..., 0]
+    assert np.all(d == -shift)
+    xs = np.arange(24)
+    for y in range(6):
+        src = xs - d[y].astype(int)
+        ok = (src >= 0) & (src < 24)
+        assert np.array_equal(out['lq'][y, ok, 0], out['lq_nir'][y, src[ok], 0])
+
+
+def test_rotation_is_refused(toy_split):
+    split, _ = toy_split
+    with pytest.raises(CSPSRInputError, match='use_rot'):
+        Dataset(dataset_opt(split, scale=4, phase='train', gt_size=16, use_rot=True))
+
+
+def test_missing_stream_file_is_named(toy_split):
+    split, _ = toy_split
+    missing = split / 'LR_bicubic' / 'X4' / 'NIR' / 'b.png'
+    missing.unlink()
+    with pytest.raises(CSPSRInputError, match=str(split / 'LR_bicubic' / 'X4' / 'NIR' / 'b')):
+        Dataset(dataset_opt(split, scale=4))
+    with pytest.raises(CSPSRInputError, match='b.png'):
+        Dataset(dataset_opt(split, scale=4, meta_info_file=str(split / 'meta_info.txt')))
+
+
+def test_unmatched_extra_file_is_named(toy_split):
+    split, _ = toy_split
+    shutil.copy(split / 'HR' / 'NIR' / 'a.png', split / 'HR' / 'NIR' / 'zzz.png')
+    with pytest.raises(CSPSRInputError, match='zzz.png'):
+        Dataset(dataset_opt(split, scale=4))
+
+
+def test_vis_nir_size_mismatch_is_named(toy_split):
+    split, _ = toy_split
+    path = split / 'LR_bicubic' / 'X4' / 'NIR' / 'a.png'
+    cv2.imwrite(str(path), np.zeros((10, 14), np.uint8))
+    with pytest.raises(CSPSRInputError, match=f'{path}.*does not match'):
+        Dataset(dataset_opt(split, scale=4))[0]
+
+
+def test_hr_not_divisible_is_an_error(toy_split):
+    split, _ = toy_split
+    path = split / 'HR' / 'VIS' / 'a.png'
+    cv2.imwrite(str(path), np.zeros((47, 56, 3), np.uint8))
+    with pytest.raises(CSPSRInputError, match='multiple of the scale'):
+        Dataset(dataset_opt(split, scale=4))[0]
+
+
+def test_bad_channels_and_corrupt_files(toy_split):
+    split, _ = toy_split
+    nir = split / 'HR' / 'NIR' / 'a.png'
+    three = np.zeros((48, 56, 3), np.uint8)
+    three[..., 2] = 9
+    cv2.imwrite(str(nir), three)
+    ds = Dataset(dataset_opt(split, scale=4))
+    with pytest.raises(CSPSRInputError, match=f'{nir}.*3 channels that differ'):
+        ds[0]
+    vis = split / 'HR' / 'VIS' / 'b.png'
+    cv2.imwrite(str(vis), np.zeros((48, 56), np.uint8))
+    with pytest.raises(CSPSRInputError, match=f'{vis}.*3 channels'):
+        ds[1]
+    vis.write_bytes(vis.read_bytes()[:40])
+    with pytest.raises(CSPSRInputError, match=f'{vis}.*corrupt or truncated'):
+        ds[1]
+
+
+def test_missing_lmdb_key_is_named(toy_split):
+    split, _ = toy_split
+    load_tool('create_lmdb').create_lmdbs(str(split), progress=False)
+    meta = split.parent / 'train_lmdb' / 'LR_bicubic' / 'X2' / 'NIR.lmdb' / 'meta_info.txt'
+    meta.write_text(meta.read_text().splitlines()[0] + '\n')
+    with pytest.raises(CSPSRInputError, match="NIR.lmdb lacks the key 'b'"):
+        Dataset(dataset_opt(split, scale=2, lmdb=True))
+
+
+def test_missing_dataroot_says_how_to_prepare(tmp_path):
+    with pytest.raises(CSPSRInputError, match='does not exist. Prepare the data'):
+        Dataset(dataset_opt(tmp_path / 'nowhere', scale=4))
