@@ -35,11 +35,14 @@ def test_three_modes_give_identical_samples(toy_split):
     folder = Dataset(dataset_opt(split, scale=2))
     meta = Dataset(dataset_opt(split, scale=2, meta_info_file=str(split / 'meta_info.txt')))
     lmdb = Dataset(dataset_opt(split, scale=2, lmdb=True))
-    assert len(folder) == len(meta) == len(lmdb) == 2
-    for i in range(2):
-        a, b, c = folder[i], meta[i], lmdb[i]
-        for key in ('lq', 'lq_nir', 'gt', 'gt_nir', 'disp', 'disp_r'):
-            assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key]), key
+    cached = Dataset(dataset_opt(split, scale=2, cache_in_memory=True))
+    assert len(folder) == len(meta) == len(lmdb) == len(cached) == 2
+    for _ in range(2):  # the second pass reads the cache
+        for i in range(2):
+            a, b, c, d = folder[i], meta[i], lmdb[i], cached[i]
+            for key in ('lq', 'lq_nir', 'gt', 'gt_nir', 'disp', 'disp_r'):
+                assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key]) and torch.equal(a[key], d[key]), key
+    assert sorted(cached.cache) == [0, 1]
 
 
 def test_random_crops_are_aligned(tmp_path):
@@ -150,3 +153,25 @@ def test_missing_lmdb_key_is_named(toy_split):
 def test_missing_dataroot_says_how_to_prepare(tmp_path):
     with pytest.raises(CSPSRInputError, match='does not exist. Prepare the data'):
         Dataset(dataset_opt(tmp_path / 'nowhere', scale=4))
+
+
+def test_cached_training_crops_leave_the_cache_intact(toy_split):
+    split, _ = toy_split
+    ds = Dataset(dataset_opt(split, scale=4, phase='train', gt_size=48, use_hflip=True, use_vflip=True,
+                             cache_in_memory=True))
+    fresh = ds._load(0)
+    random.seed(0)
+    for _ in range(8):  # full-size crops + flips: any in-place change would show in the cache
+        for value in ds[0].values():
+            if isinstance(value, torch.Tensor):
+                value.mul_(0)
+    for key, value in fresh.items():
+        assert np.array_equal(ds.cache[0][key], value), key
+
+
+def test_stereo_flip_always_returns_copies():
+    sample = {'lq': np.zeros((4, 4, 3), np.float32), 'disp': np.ones((4, 4, 1), np.float32)}
+    for hflip in (False, True):
+        for vflip in (False, True):
+            out = stereo_flip(sample, hflip, vflip)
+            assert not any(np.shares_memory(out[k], sample[k]) for k in sample)

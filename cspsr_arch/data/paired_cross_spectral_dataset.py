@@ -26,6 +26,7 @@ REQUIRED_STREAMS = ('gt', 'lq', 'lq_nir')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 OPTION_KEYS = frozenset({
     'name', 'type', 'phase', 'scale', 'meta_info_file', 'io_backend', 'gt_size', 'use_hflip', 'use_vflip', 'use_rot',
+    'cache_in_memory',
     *(key for key, _, _ in STREAMS.values())
 })
 """Keys this dataset reads from its options (BasicSR's data-loader keys come on top)."""
@@ -68,7 +69,9 @@ class PairedCrossSpectralDataset(data.Dataset):
     Args:
         opt (dict): ``dataroot_gt``, ``dataroot_lq``, ``dataroot_lq_nir`` (required), ``dataroot_gt_nir``,
             ``dataroot_disp``, ``dataroot_disp_r`` (optional), ``meta_info_file``, ``io_backend``,
-            ``gt_size``, ``use_hflip``, ``use_vflip``, ``scale`` and ``phase`` (added by BasicSR).
+            ``gt_size``, ``use_hflip``, ``use_vflip``, ``scale`` and ``phase`` (added by BasicSR), and
+            ``cache_in_memory`` (keep decoded images, for small data sets: each training step then
+            crops from memory instead of decoding six full images per sample; per data-loader process).
     """
 
     def __init__(self, opt: dict) -> None:
@@ -84,6 +87,7 @@ class PairedCrossSpectralDataset(data.Dataset):
         self.roots = {name: opt[key] for name, (key, _, _) in STREAMS.items() if opt.get(key)}
         self.io_backend_opt = dict(opt['io_backend'])
         self.file_client: Optional[FileClient] = None
+        self.cache: Optional[Dict[int, Dict[str, np.ndarray]]] = {} if opt.get('cache_in_memory') else None
         backend = self.io_backend_opt.get('type')
         if backend == 'lmdb':
             self.paths = self._paths_from_lmdb()
@@ -184,8 +188,13 @@ class PairedCrossSpectralDataset(data.Dataset):
                     'and regenerate LR (tools/prepare_data.py does both).')
 
     def __getitem__(self, index: int) -> dict:
-        sample = self._load(index)
-        self._check_sizes(sample, index)
+        if self.cache is not None and index in self.cache:
+            sample = self.cache[index]
+        else:
+            sample = self._load(index)
+            self._check_sizes(sample, index)
+            if self.cache is not None:
+                self.cache[index] = sample
         if self.opt['phase'] == 'train':
             hr_names = [n for n in sample if STREAMS[n][2] == 'hr']
             lr_names = [n for n in sample if STREAMS[n][2] == 'lr']

@@ -20,7 +20,8 @@ def stereo_flip(sample: Dict[str, np.ndarray], hflip: bool, vflip: bool) -> Dict
         vflip (bool): Mirror top-bottom.
 
     Returns:
-        dict[str, np.ndarray]: New contiguous arrays.
+        dict[str, np.ndarray]: New contiguous arrays (copies even without a flip, so callers may keep the
+        input, e.g. in a cache).
     """
     out = {}
     for key, img in sample.items():
@@ -30,7 +31,7 @@ def stereo_flip(sample: Dict[str, np.ndarray], hflip: bool, vflip: bool) -> Dict
                 img = -img
         if vflip:
             img = img[::-1]
-        out[key] = np.ascontiguousarray(img)
+        out[key] = np.array(img, order='C', copy=True)
     return out
 
 

@@ -1,0 +1,26 @@
+# Quick start: `make demo` (train + evaluate a small CSPSR on the embedded synthetic data, CPU) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cspsr-installed
+
+.PHONY: venv test demo clean-demo
+
+# The venv's own setuptools is too old for an editable install without build isolation; torch and
+# torchvision come from the machine's wheel store when it has one (no multi-GB download).
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install "setuptools>=70.1"
+	$(PY) -m pip install --no-build-isolation -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+clean-demo:
+	rm -rf datasets/demo experiments/CSPSR_demo_x4 results/demo tb_logger/CSPSR_demo_x4

@@ -1,0 +1,65 @@
+"""Strict option checking: unknown keys anywhere are errors that name the key."""
+import copy
+from pathlib import Path
+
+import pytest
+from basicsr.utils.options import yaml_load
+
+from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.options import check_options
+
+OPTIONS = Path(__file__).resolve().parents[1] / 'options'
+
+
+@pytest.fixture
+def demo_opt(toy_split):
+    split, _ = toy_split
+    opt = yaml_load(str(OPTIONS / 'demo_CSPSR_x4.yml'))
+    for dataset in opt['datasets'].values():
+        for key, value in dataset.items():
+            if isinstance(value, str) and value.startswith('datasets/demo/'):
+                dataset[key] = value.replace('datasets/demo/test', str(split)).replace('datasets/demo/train', str(split))
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
+    return opt
+
+
+def test_shipped_options_use_only_known_keys(demo_opt):
+    check_options(demo_opt)  # the demo file with its data paths redirected
+    for name in ('train_CSPSR_x4.yml', 'train_CSPSR_x2.yml', 'test_CSPSR_x4.yml'):
+        opt = yaml_load(str(OPTIONS / name))
+        opt.update(is_train=name.startswith('train'), dist=False, rank=0, world_size=1, auto_resume=False)
+        with pytest.raises(CSPSRInputError, match='Data not found'):  # keys pass; only the data is missing
+            check_options(opt)
+
+
+@pytest.mark.parametrize('place, key, message', [
+    (('network_g', ), 'num_feats', "Unknown option 'network_g:num_feats'. Did you mean 'num_feat'?"),
+    (('train', 'cssc_opt'), 'weight', "Unknown option 'train:cssc_opt:weight'"),
+    (('train', 'scheduler'), 'period', "Did you mean 'periods'?"),
+    (('datasets', 'train'), 'gt_szie', "Did you mean 'gt_size'?"),
+    (('val', 'metrics', 'psnr'), 'crop_boarder', "Did you mean 'crop_border'?"),
+    ((), 'nmae', "Unknown option 'opt:nmae'"),
+])
+def test_unknown_key_is_named(demo_opt, place, key, message):
+    opt = copy.deepcopy(demo_opt)
+    section = opt
+    for part in place:
+        section = section[part]
+    section[key] = 1
+    with pytest.raises(CSPSRInputError, match=message):
+        check_options(opt)
+
+
+def test_scale_mismatch_and_unknown_types(demo_opt):
+    opt = copy.deepcopy(demo_opt)
+    opt['network_g']['upscale'] = 2
+    with pytest.raises(CSPSRInputError, match='upscale'):
+        check_options(opt)
+    opt = copy.deepcopy(demo_opt)
+    opt['network_g']['type'] = 'CSPSRR'
+    with pytest.raises(CSPSRInputError, match="'CSPSRR'.*not registered"):
+        check_options(opt)
+    opt = copy.deepcopy(demo_opt)
+    opt['train']['optim_g']['type'] = 'Adamm'
+    with pytest.raises(CSPSRInputError, match='optim_g:type must be one of'):
+        check_options(opt)
