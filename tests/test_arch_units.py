@@ -52,12 +52,20 @@ def test_dynamic_conv_equals_conv2d_for_a_constant_kernel():
     assert torch.allclose(ours, ref, atol=1e-5)
 
 
-def test_dynamic_conv_module_uses_predicted_kernels():
+def test_dynamic_conv_module_uses_normalised_predicted_kernels():
     torch.manual_seed(0)
     module = DynamicConv(num_feat=4, kernel_size=5)
     vis, nir = torch.rand(1, 4, 6, 6), torch.rand(1, 4, 6, 6)
-    kernels = module.predict(torch.cat([vis, nir], 1))
-    assert torch.allclose(module(vis, nir), nir + apply_pixel_kernels(nir, kernels, 5), atol=1e-6)
+    kernels = torch.softmax(module.predict(torch.cat([vis, nir], 1)), dim=1)
+    assert torch.allclose(module(vis, nir), apply_pixel_kernels(nir, kernels, 5), atol=1e-6)
+    assert torch.allclose(module.kernels(vis, nir).sum(1), torch.ones(1, 6, 6))
+    # starts close to the identity filter: centre tap about 0.9
+    assert torch.allclose(module.kernels(vis, nir)[:, 12], torch.full((1, 6, 6), 0.9), atol=0.01)
+    # bounded: the output never exceeds the largest input magnitude, whatever the predictor weights
+    with torch.no_grad():
+        module.predict.weight.normal_(std=10.0)
+    big = torch.randn(1, 4, 6, 6) * 100
+    assert module(vis, big).abs().max() <= big.abs().max() + 1e-3
 
 
 def test_csft_matches_equation_2_by_hand():

@@ -18,7 +18,7 @@ def test_registered_names():
     assert issubclass(CSPSRModel, SRModel)
     # only what differs from SRModel is overridden; validation comes from BasicSR
     own = {name for name in vars(CSPSRModel) if not name.startswith('__')}
-    assert own == {'init_training_settings', 'feed_data', '_run', 'optimize_parameters', 'test'}
+    assert own == {'init_training_settings', 'feed_data', '_run', 'optimize_parameters', 'test', 'model_ema'}
     assert CSPSRModel.nondist_validation is SRModel.nondist_validation
 
 

@@ -24,7 +24,7 @@ class ConcatFusion(nn.Module):
 
 
 class PlainNIRConv(nn.Module):
-    """Ordinary 3x3 convolution on F_nir for the "w/o DyConv" ablation (residual like DynamicConv).
+    """Ordinary 3x3 convolution on F_nir, in place of the dynamic convolution ("w/o DyConv" ablation).
 
     Args:
         num_feat (int): Channels C.
@@ -35,7 +35,7 @@ class PlainNIRConv(nn.Module):
         self.conv = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
 
     def forward(self, feat_vis: Tensor, feat_nir: Tensor) -> Tensor:
-        return feat_nir + self.conv(feat_nir)
+        return self.conv(feat_nir)
 
 
 class DMF(nn.Module):

@@ -72,6 +72,19 @@ class CSPSRModel(SRModel):
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
+    def model_ema(self, decay: float = 0.999) -> None:
+        """BasicSR's parameter EMA, plus a copy of the buffers (BatchNorm running statistics in CSFT).
+
+        BasicSR averages parameters only, so ``net_g_ema`` would keep its initial BatchNorm statistics
+        and normalise wrongly at test time.
+        """
+        super().model_ema(decay)
+        net_g = self.get_bare_model(self.net_g)
+        ema_buffers = dict(self.net_g_ema.named_buffers())
+        with torch.no_grad():
+            for name, buf in net_g.named_buffers():
+                ema_buffers[name].copy_(buf)
+
     def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         net.eval()
