@@ -97,7 +97,7 @@ def test_cspsr_shapes_odd_sizes(scale, cvm):
     out.sr.mean().backward()
 
 
-@pytest.mark.parametrize('kwargs', [{'use_dyconv': False}, {'use_csft': False}, {'norm': False},
+@pytest.mark.parametrize('kwargs', [{'use_dyconv': False}, {'use_csft': False}, {'norm': 'none'}, {'norm': 'instance'},
                                     {'global_skip': False}])
 def test_cspsr_switches_build_and_train(kwargs):
     net = ARCH_REGISTRY.get('CSPSR')(num_feat=8, num_dmf=2, upscale=2, **kwargs)
@@ -116,3 +116,14 @@ def test_cspsr_rejects_bad_inputs():
         net(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match='cvm must be one of'):
         ARCH_REGISTRY.get('CSPSR')(cvm='magic')
+    with pytest.raises(ValueError, match='norm must be one of'):
+        ARCH_REGISTRY.get('CSPSR')(norm=True)
+
+
+def test_instance_norm_csft_is_the_same_in_training_and_test():
+    torch.manual_seed(0)
+    module = CSFT(num_feat=4, norm='instance')
+    vis, nir = torch.rand(2, 4, 5, 5), torch.rand(2, 4, 5, 5)
+    train_out = module.train()(vis, nir)
+    assert torch.allclose(train_out, module.eval()(vis, nir), atol=1e-6)
+    assert torch.allclose(module(vis[:1], nir[:1]), train_out[:1], atol=1e-6)  # per image: batch-independent

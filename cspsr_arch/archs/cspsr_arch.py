@@ -53,7 +53,7 @@ class CSPSR(nn.Module):
             data set), ``'none'`` uses the unaligned NIR (the paper's "w/o CVM"). Default: ``'given'``.
         use_dyconv (bool): Dynamic convolution in DMF (False: ordinary conv, "w/o DyConv"). Default: True.
         use_csft (bool): CSFT in DMF (False: concatenation fusion, "w/o CSFT"). Default: True.
-        norm (bool): Batch normalisation inside CSFT. Default: True.
+        norm (str): Normalisation inside CSFT: ``'batch'`` (paper), ``'instance'`` or ``'none'``. Default: ``'batch'``.
         global_skip (bool): Add the bicubic upsampled input to each output. Default: True.
     """
 
@@ -67,7 +67,7 @@ class CSPSR(nn.Module):
                  cvm: str = 'given',
                  use_dyconv: bool = True,
                  use_csft: bool = True,
-                 norm: bool = True,
+                 norm: str = 'batch',
                  global_skip: bool = True) -> None:
         super().__init__()
         if cvm not in CVM_MODES:

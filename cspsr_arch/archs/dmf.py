@@ -53,7 +53,7 @@ class DMF(nn.Module):
         kernel_size (int): Size of the dynamic kernels. Default: 3.
         use_dyconv (bool): Dynamic convolution (True) or an ordinary convolution. Default: True.
         use_csft (bool): CSFT unit (True) or concatenation fusion. Default: True.
-        norm (bool): Batch normalisation inside CSFT. Default: True.
+        norm (str): Normalisation inside CSFT: ``'batch'``, ``'instance'`` or ``'none'``. Default: ``'batch'``.
     """
 
     def __init__(self,
@@ -61,7 +61,7 @@ class DMF(nn.Module):
                  kernel_size: int = 3,
                  use_dyconv: bool = True,
                  use_csft: bool = True,
-                 norm: bool = True) -> None:
+                 norm: str = 'batch') -> None:
         super().__init__()
         self.dyconv = DynamicConv(num_feat, kernel_size) if use_dyconv else PlainNIRConv(num_feat)
         self.fusion = CSFT(num_feat, norm=norm) if use_csft else ConcatFusion(num_feat)
