@@ -1,7 +1,6 @@
 """Tests of ``tools/create_lmdb.py``: conversion of a split folder to LMDBs, round trip, and input errors."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from types import ModuleType
 import cv2
 import numpy as np
 import pytest
+from conftest import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'create_lmdb.py'
@@ -23,10 +23,7 @@ STREAMS = ('HR/VIS', 'HR/NIR', 'HR/DISP_L', 'HR/DISP_R', 'LR_bicubic/X2/VIS', 'L
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
     """Import the tool from its path (``tools/`` is not a package)."""
-    spec = importlib.util.spec_from_file_location('create_lmdb', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('create_lmdb')
 
 
 def _image(rng: np.random.Generator, stream: str, height: int, width: int) -> np.ndarray:

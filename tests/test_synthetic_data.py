@@ -2,7 +2,6 @@
 NIR spectral response, disparity encoding and the command line."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 import pytest
+from conftest import load_tool
 from basicsr.utils.matlab_functions import imresize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,10 +27,7 @@ STREAMS = ('VIS', 'NIR', 'DISP_L', 'DISP_R')
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
     """Import the tool from its path (``tools/`` is not a package)."""
-    spec = importlib.util.spec_from_file_location('make_synthetic_rgbnir', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('make_synthetic_rgbnir')
 
 
 @pytest.fixture(scope='module')
