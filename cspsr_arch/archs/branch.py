@@ -1,6 +1,6 @@
 """Shallow feature extraction branch (VIS or NIR) and the pixel-shuffle reconstruction head."""
 from basicsr.archs.arch_util import ResidualBlockNoBN
-from torch import Tensor, nn
+from torch import nn
 
 
 class ShallowBranch(nn.Sequential):
@@ -31,6 +31,3 @@ class ShuffleHead(nn.Sequential):
 
     def __init__(self, num_feat: int, out_ch: int, scale: int) -> None:
         super().__init__(nn.Conv2d(num_feat, out_ch * scale * scale, 3, 1, 1), nn.PixelShuffle(scale))
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (same as nn.Sequential)
-        return super().forward(x)
