@@ -1,0 +1,26 @@
+"""tools/profile_model.py: figures for CSPSR and EDSR on a small frame."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_profile_reports_finite_figures(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'profile_model.py'), '--hr', '66x50', '--runs', '2',
+                          '--json', str(tmp_path / 'p.json')], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / 'p.json').read_text())
+    assert report['hr'] == '64x48' and report['lr'] == '16x12'
+    models = report['models']
+    assert set(models) == {'CSPSR', 'EDSR'}
+    for figures in models.values():
+        assert set(figures) == {'params_M', 'gflops', 'latency_s', 'peak_mem_MB'}
+        assert all(math.isfinite(v) and v >= 0 for v in figures.values())
+        assert figures['gflops'] > 0 and figures['latency_s'] > 0
+    assert abs(models['EDSR']['params_M'] - 1.518) < 0.01  # BasicSR's EDSR baseline, x4
+    # EDSR: 2 FLOPs per multiply-add, body of 33 64->64 3x3 convs on 16x12 pixels dominates
+    assert models['EDSR']['gflops'] > 2 * 33 * 64 * 64 * 9 * 16 * 12 / 1e9
+    assert 'CSPSR' in out.stdout and 'GFLOPs' in out.stdout
