@@ -56,7 +56,7 @@ SCHEDULERS = {
 }
 DATAROOT_HINT = ('Prepare the data first: see datasets/README.md (tools/make_synthetic_rgbnir.py for the embedded '
                  'synthetic set, tools/create_lmdb.py for LMDBs), or point the option at your data '
-                 '(--force_yml datasets:train:dataroot_gt=...).')
+                 '(--force_yml {option}=<path>).')
 
 
 def signature_keys(func: Callable, skip: Iterable[str] = ('self', )) -> Optional[set]:
@@ -110,7 +110,9 @@ def check_datasets(opt: Mapping) -> None:
             check_keys(dataset_opt.get('io_backend', {}), IO_BACKEND_KEYS, f'{where}:io_backend')
         for key, value in dataset_opt.items():
             if key.startswith('dataroot') and value is not None and not os.path.exists(value):
-                raise CSPSRInputError(f"Data not found: '{where}:{key}' is {value}, which does not exist. {DATAROOT_HINT}")
+                raise CSPSRInputError(f"Data not found: '{where}:{key}' is {value}, which does not exist (relative paths "
+                                      f'start at the current directory, {os.getcwd()}). '
+                                      + DATAROOT_HINT.format(option=f'{where}:{key}'))
 
 
 def check_options(opt: Mapping) -> None:

@@ -25,7 +25,7 @@ def demo_opt(toy_split):
 
 def test_shipped_options_use_only_known_keys(demo_opt):
     check_options(demo_opt)  # the demo file with its data paths redirected
-    for name in ('train_CSPSR_x4.yml', 'train_CSPSR_x2.yml', 'test_CSPSR_x4.yml'):
+    for name in ('train_CSPSR_x4.yml', 'train_CSPSR_x2.yml', 'train_CSPSR_synthetic_x4.yml', 'test_CSPSR_x4.yml'):
         opt = yaml_load(str(OPTIONS / name))
         opt.update(is_train=name.startswith('train'), dist=False, rank=0, world_size=1, auto_resume=False)
         with pytest.raises(CSPSRInputError, match='Data not found'):  # keys pass; only the data is missing
