@@ -127,3 +127,10 @@ def test_instance_norm_csft_is_the_same_in_training_and_test():
     train_out = module.train()(vis, nir)
     assert torch.allclose(train_out, module.eval()(vis, nir), atol=1e-6)
     assert torch.allclose(module(vis[:1], nir[:1]), train_out[:1], atol=1e-6)  # per image: batch-independent
+
+
+def test_dynamic_filtering_gradients_are_exact():
+    torch.manual_seed(0)
+    feat = torch.rand(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    kernels = torch.rand(1, 9, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f, k: apply_pixel_kernels(f, k, 3), (feat, kernels))
