@@ -6,6 +6,8 @@ import cv2
 import numpy as np
 from basicsr.utils.matlab_functions import imresize
 
+from cspsr_arch.data.image_io import encode_disparity
+
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, c: int) -> np.ndarray:
     small = rng.random((max(h // 4, 2), max(w // 4, 2), c)).astype(np.float32)
@@ -59,7 +61,7 @@ def make_toy_split(split_dir: Path,
         _save(split_dir / 'HR' / 'VIS' / f'{key}.png', vis_left)
         _save(split_dir / 'HR' / 'NIR' / f'{key}.png', nir_right)
         meta.append(f'{key}.png ({height},{width},3)')
-        disp_hr = np.full((height, width), shift * 256, np.uint16)
+        disp_hr = encode_disparity(np.full((height, width), float(shift)))
         if with_disp:
             _save(split_dir / 'HR' / 'DISP_L' / f'{key}.png', disp_hr)
             _save(split_dir / 'HR' / 'DISP_R' / f'{key}.png', disp_hr)
@@ -68,7 +70,7 @@ def make_toy_split(split_dir: Path,
             _save(lr_dir / 'VIS' / f'{key}.png', _to_u8(imresize(vis_left.astype(np.float32) / 255, 1 / scale)))
             _save(lr_dir / 'NIR' / f'{key}.png', _to_u8(imresize(nir_right.astype(np.float32) / 255, 1 / scale)))
             if with_disp:
-                disp_lr = np.full((height // scale, width // scale), shift * 256 // scale, np.uint16)
+                disp_lr = encode_disparity(np.full((height // scale, width // scale), shift / scale))
                 _save(lr_dir / 'DISP_L' / f'{key}.png', disp_lr)
                 _save(lr_dir / 'DISP_R' / f'{key}.png', disp_lr)
     (split_dir / 'meta_info.txt').write_text('\n'.join(meta) + '\n')

@@ -266,13 +266,13 @@ def validate_split(split_dir: PathLike, streams: Optional[dict[str, list[str]]] 
     shapes: dict[str, dict[str, Shape]] = {rel: {} for rel in streams}
     for (rel, key), shape in zip(jobs, found):
         shapes[rel][key] = shape
+    hr_reference = shapes['HR/VIS']
 
     for rel, by_key in shapes.items():
         name = rel.rsplit('/', 1)[1]
         dtype, channels = STREAM_FORMATS[name]
         level = rel.rsplit('/', 1)[0]
         reference = shapes[f'{level}/VIS']
-        hr_reference = shapes['HR/VIS']
         scale = 1 if level == 'HR' else int(level.split('/')[1][1:])
         for key, (height, width, chans, kind) in by_key.items():
             path = split / rel / f'{key}.png'

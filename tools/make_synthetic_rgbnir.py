@@ -54,6 +54,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from cspsr_arch.data.image_io import decode_disparity, encode_disparity
 from cspsr_arch.synthetic.scenes import SCENES, crop_box, forward_warp_disparity, load_scene, mirror_fill
 
 # Test scenes: photographs with fine structure at every depth, the Middlebury motorcycle (with its real
@@ -145,14 +146,9 @@ def to_u8(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
-def encode_disp(d: np.ndarray) -> np.ndarray:
-    """Disparity (pixels) to the 16-bit PNG encoding ``round(d * 256)`` (clipped to 0..65535)."""
-    return np.clip(np.round(np.asarray(d, np.float64) * 256), 0, 65535).astype(np.uint16)
-
-
-def decode_disp(v: np.ndarray) -> np.ndarray:
-    """16-bit PNG disparity back to float32 pixels."""
-    return v.astype(np.float32) / 256.0
+# The disparity encoding of datasets/README.md, owned by the data pipeline that decodes it.
+encode_disp = encode_disparity
+decode_disp = decode_disparity
 
 
 def scene_rng(name: str, seed: int, variant: int) -> np.random.Generator:

@@ -10,6 +10,16 @@ DISPARITY_SCALE = 256.0
 """Disparity PNGs store ``round(d * 256)`` in 16 bits (see datasets/README.md)."""
 
 
+def encode_disparity(disp: np.ndarray) -> np.ndarray:
+    """Disparity in pixels to its 16-bit PNG encoding ``round(d * 256)``, clipped to 0..65535."""
+    return np.clip(np.round(np.asarray(disp, np.float64) * DISPARITY_SCALE), 0, 65535).astype(np.uint16)
+
+
+def decode_disparity(value: np.ndarray) -> np.ndarray:
+    """16-bit PNG disparity values back to float32 pixels."""
+    return value.astype(np.float32) / DISPARITY_SCALE
+
+
 def _to_float(img: np.ndarray, path: str) -> np.ndarray:
     if img.dtype == np.uint8:
         return img.astype(np.float32) / 255.0
@@ -43,7 +53,7 @@ def decode(buf: Optional[bytes], path: str, kind: str) -> np.ndarray:
         if img.dtype != np.uint16 or channels != 1:
             raise CSPSRInputError(f'{path}: a disparity map must be a 1-channel 16-bit PNG holding round(d * 256); '
                                   f'got {channels} channel(s) of {img.dtype}.')
-        return img.astype(np.float32) / DISPARITY_SCALE
+        return decode_disparity(img)
     if kind == 'vis':
         if channels == 4:
             img = img[:, :, :3]
