@@ -3,14 +3,17 @@
 It registers cspsr's classes (``import cspsr_arch``) and runs BasicSR's own ``train_pipeline`` /
 ``test_pipeline`` with ``experiments/``, ``results/`` and ``tb_logger/`` under the current working
 directory. Two BasicSR functions are replaced while the pipeline runs (BasicSR itself is not changed):
-``parse_options`` is followed by a strict check of the option keys and data paths
-(:mod:`cspsr_arch.options`), and ``load_resume_state`` works on CPU (:mod:`cspsr_arch.resume`).
+``parse_options`` resolves ``base`` option files and is followed by a strict check of the option keys
+and data paths (:mod:`cspsr_arch.options`), and ``load_resume_state`` works on CPU
+(:mod:`cspsr_arch.resume`).
 """
 import argparse
 import os
 import sys
 from contextlib import contextmanager
 from typing import Iterator, List, Optional
+
+import yaml
 
 from cspsr_arch.errors import CSPSRInputError
 
@@ -53,25 +56,66 @@ def checked_parse_options(root_path: str, is_train: bool = True):
 
     from cspsr_arch.options import check_options
     opt, args = parse_options(root_path, is_train=is_train)
+    if not is_train:
+        from cspsr_arch.test_sets import drop_absent_test_sets
+        drop_absent_test_sets(opt)  # one line per test set that is not there; an error if none is
     check_options(opt)
     return opt, args
 
 
+def yaml_load_with_base(f: str):
+    """``basicsr.utils.options.yaml_load`` that resolves ``base`` files (:func:`cspsr_arch.options.load_options`)."""
+    from basicsr.utils.options import ordered_yaml
+
+    from cspsr_arch.options import load_options
+    if os.path.isfile(f) or f.endswith(('.yml', '.yaml')):
+        return load_options(f)
+    return yaml.load(f, Loader=ordered_yaml()[0])
+
+
+def copy_resolved_opt_file(opt_file: str, experiments_root: str) -> None:
+    """BasicSR's ``copy_opt_file``, plus ``<name>_resolved.yml`` (bases merged) when the file has a ``base``."""
+    from basicsr.utils.dist_util import get_dist_info
+    from basicsr.utils.options import copy_opt_file, ordered_yaml
+
+    from cspsr_arch.options import load_options
+    copy_opt_file(opt_file, experiments_root)
+    with open(opt_file, 'r') as f:
+        has_base = 'base' in (yaml.load(f, Loader=ordered_yaml()[0]) or {})
+    if has_base and get_dist_info()[0] == 0:
+        stem = os.path.splitext(os.path.basename(opt_file))[0]
+        with open(os.path.join(experiments_root, f'{stem}_resolved.yml'), 'w') as f:
+            yaml.safe_dump(_plain(load_options(opt_file)), f, sort_keys=False)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, list) else value
+
+
 @contextmanager
 def patched_basicsr() -> Iterator[None]:
-    """Swap in the checked option parser and the CPU-safe resume loader while a pipeline runs."""
+    """Swap in the checked option parser (with ``base`` files) and the CPU-safe resume loader while a
+    pipeline runs."""
     import basicsr.test
     import basicsr.train
+    import basicsr.utils.options
 
     from cspsr_arch.resume import load_resume_state
-    saved = (basicsr.train.parse_options, basicsr.test.parse_options, basicsr.train.load_resume_state)
-    basicsr.train.parse_options = checked_parse_options
-    basicsr.test.parse_options = checked_parse_options
-    basicsr.train.load_resume_state = load_resume_state
+    patches = [(basicsr.train, 'parse_options', checked_parse_options),
+               (basicsr.test, 'parse_options', checked_parse_options),
+               (basicsr.train, 'load_resume_state', load_resume_state),
+               (basicsr.train, 'copy_opt_file', copy_resolved_opt_file),
+               (basicsr.utils.options, 'yaml_load', yaml_load_with_base)]
+    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    for module, name, value in patches:
+        setattr(module, name, value)
     try:
         yield
     finally:
-        basicsr.train.parse_options, basicsr.test.parse_options, basicsr.train.load_resume_state = saved
+        for module, name, value in saved:
+            setattr(module, name, value)
 
 
 def run(command: str, args: List[str], root_path: Optional[str] = None) -> None:

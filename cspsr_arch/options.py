@@ -1,4 +1,9 @@
-"""Strict checking of BasicSR option files: every key must be one that the code reads.
+"""Option files: ``base`` inheritance, and strict checking (every key must be one that the code reads).
+
+An option file may start with ``base: <file>`` (or a list of files), relative to itself: the base
+files are loaded first (recursively) and the file's own keys are merged over them, mapping by mapping
+(a value, list or ``~`` replaces what the base had). Options for one data set and protocol are then
+written once and variants (ablations, baselines) only say what differs.
 
 BasicSR silently ignores keys it does not know, so a misspelled ``lerning_rate`` or ``gt_szie`` trains
 with defaults. :func:`check_options` runs on the parsed options before anything is built and raises a
@@ -8,11 +13,12 @@ Constructor arguments of archs, losses, optimizers and schedulers are read from 
 import difflib
 import inspect
 import os
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional, Tuple
 
 import torch
+import yaml
 from basicsr.models import lr_scheduler
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 
 from cspsr_arch.errors import CSPSRInputError
 
@@ -24,12 +30,14 @@ TOP_KEYS = {
 }
 PATH_KEYS = {
     'pretrain_network_g', 'param_key_g', 'strict_load_g', 'resume_state', 'experiments_root', 'results_root',
-    'models', 'training_states', 'log', 'visualization', 'ignore_resume_networks'
+    'models', 'training_states', 'log', 'visualization', 'ignore_resume_networks',
+    'pretrain_network_disp', 'param_key_disp', 'strict_load_disp'
 }
 TRAIN_KEYS = {
-    'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt', 'cssc_opt'
+    'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt', 'cssc_opt',
+    'stereo_opt', 'freeze_disp'
 }
-LOSS_OPTS = ('pixel_opt', 'perceptual_opt', 'cssc_opt')
+LOSS_OPTS = ('pixel_opt', 'perceptual_opt', 'cssc_opt', 'stereo_opt')
 VAL_KEYS = {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics'}
 METRIC_KEYS = {'type', 'crop_border', 'input_order', 'test_y_channel', 'better'}
 LOGGER_KEYS = {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'}
@@ -57,6 +65,50 @@ SCHEDULERS = {
 DATAROOT_HINT = ('Prepare the data first: see datasets/README.md (tools/make_synthetic_rgbnir.py for the embedded '
                  'synthetic set, tools/create_lmdb.py for LMDBs), or point the option at your data '
                  '(--force_yml {option}=<path>).')
+
+
+def merge_options(base: Mapping, override: Mapping) -> dict:
+    """``override`` merged over ``base``: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_options(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_options(path: str, _chain: Tuple[str, ...] = ()) -> dict:
+    """Load an option YAML file, resolving its ``base`` files (see the module docstring).
+
+    Args:
+        path (str): Option file.
+
+    Returns:
+        dict: The merged options, without ``base``.
+    """
+    from basicsr.utils.options import ordered_yaml
+    path = os.path.abspath(path)
+    if path in _chain:
+        raise CSPSRInputError('Option files include each other in a loop: ' + ' -> '.join(_chain + (path, )))
+    if not os.path.isfile(path):
+        where = f' (base of {_chain[-1]})' if _chain else ''
+        raise CSPSRInputError(f'Option file not found: {path}{where}.')
+    with open(path, 'r') as f:
+        try:
+            opt = yaml.load(f, Loader=ordered_yaml()[0])
+        except yaml.YAMLError as err:
+            raise CSPSRInputError(f'{path} is not valid YAML: {err}') from None
+    if not isinstance(opt, Mapping):
+        raise CSPSRInputError(f'{path} must hold a mapping of options, got {type(opt).__name__}.')
+    opt = dict(opt)
+    bases = opt.pop('base', None)
+    if bases is None:
+        return opt
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else list(bases):
+        merged = merge_options(merged, load_options(os.path.join(os.path.dirname(path), str(base)), _chain + (path, )))
+    return merge_options(merged, opt)
 
 
 def signature_keys(func: Callable, skip: Iterable[str] = ('self', )) -> Optional[set]:
@@ -144,7 +196,11 @@ def check_options(opt: Mapping) -> None:
     if opt.get('val'):
         check_keys(opt['val'], VAL_KEYS, 'val')
         for name, metric in (opt['val'].get('metrics') or {}).items():
-            check_keys(metric, METRIC_KEYS, f'val:metrics:{name}')
+            where = f'val:metrics:{name}'
+            func = _registered(METRIC_REGISTRY, metric.get('type', ''), f'{where}')
+            keys = signature_keys(func, skip=('img', 'img2', 'disp', 'disp_gt', 'valid'))
+            # BasicSR's own metrics take **kwargs: for those, the keys BasicSR reads
+            check_keys(metric, METRIC_KEYS if keys is None else keys | {'type', 'better'}, where)
     check_keys(opt.get('logger') or {}, LOGGER_KEYS, 'logger')
     check_keys((opt.get('logger') or {}).get('wandb') or {}, WANDB_KEYS, 'logger:wandb')
     check_keys(opt.get('dist_params') or {}, DIST_KEYS, 'dist_params')

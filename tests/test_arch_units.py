@@ -87,9 +87,9 @@ def test_csft_matches_equation_2_by_hand():
 
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
-@pytest.mark.parametrize('cvm', ['given', 'none'])
+@pytest.mark.parametrize('cvm', ['learned', 'given', 'none'])
 def test_cspsr_shapes_odd_sizes(scale, cvm):
-    net = ARCH_REGISTRY.get('CSPSR')(num_feat=8, num_dmf=2, upscale=scale, cvm=cvm)
+    net = ARCH_REGISTRY.get('CSPSR')(num_feat=8, num_dmf=2, upscale=scale, cvm=cvm, max_disp=4)
     lq, nir, disp = torch.rand(2, 3, 11, 13), torch.rand(2, 1, 11, 13), torch.rand(2, 1, 11, 13)
     out = net(lq, nir, disp)
     assert out.sr.shape == (2, 3, 11 * scale, 13 * scale)
@@ -113,7 +113,8 @@ def test_cspsr_rejects_bad_inputs():
     with pytest.raises(ValueError, match='differ in batch or size'):
         net(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 9), torch.zeros(1, 1, 8, 8))
     with pytest.raises(ValueError, match='needs the left disparity'):
-        net(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8))
+        ARCH_REGISTRY.get('CSPSR')(num_feat=8, num_dmf=1, upscale=2, cvm='given')(torch.rand(1, 3, 8, 8),
+                                                                                  torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match='cvm must be one of'):
         ARCH_REGISTRY.get('CSPSR')(cvm='magic')
     with pytest.raises(ValueError, match='norm must be one of'):

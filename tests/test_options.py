@@ -6,7 +6,7 @@ import pytest
 from basicsr.utils.options import yaml_load
 
 from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.options import check_options
+from cspsr_arch.options import check_options, load_options
 
 OPTIONS = Path(__file__).resolve().parents[1] / 'options'
 
@@ -25,8 +25,10 @@ def demo_opt(toy_split):
 
 def test_shipped_options_use_only_known_keys(demo_opt):
     check_options(demo_opt)  # the demo file with its data paths redirected
-    for name in ('train_CSPSR_x4.yml', 'train_CSPSR_x2.yml', 'train_CSPSR_synthetic_x4.yml', 'test_CSPSR_x4.yml'):
-        opt = yaml_load(str(OPTIONS / name))
+    names = ['train_CSPSR_x4.yml', 'train_CSPSR_x2.yml', 'train_CSPSR_synthetic_x4.yml', 'test_CSPSR_x4.yml',
+             'train_disparity_synthetic_x4.yml', *(f'ablation/{p.name}' for p in (OPTIONS / 'ablation').glob('*.yml'))]
+    for name in names:
+        opt = load_options(str(OPTIONS / name))
         opt.update(is_train=name.startswith('train'), dist=False, rank=0, world_size=1, auto_resume=False)
         with pytest.raises(CSPSRInputError, match='Data not found'):  # keys pass; only the data is missing
             check_options(opt)
@@ -63,3 +65,32 @@ def test_scale_mismatch_and_unknown_types(demo_opt):
     opt['train']['optim_g']['type'] = 'Adamm'
     with pytest.raises(CSPSRInputError, match='optim_g:type must be one of'):
         check_options(opt)
+
+
+def test_disparity_metric_keys_are_checked(demo_opt):
+    opt = copy.deepcopy(demo_opt)
+    opt['val']['metrics'] = {'bad': {'type': 'calculate_bad_pixel_rate', 'threshold': 3.0, 'better': 'lower'}}
+    check_options(opt)
+    opt['val']['metrics']['bad']['treshold'] = 1.0
+    with pytest.raises(CSPSRInputError, match="Did you mean 'threshold'?"):
+        check_options(opt)
+    opt['val']['metrics'] = {'x': {'type': 'calculate_psnrr'}}
+    with pytest.raises(CSPSRInputError, match='not registered'):
+        check_options(opt)
+
+
+def test_base_files_merge_recursively_and_report_loops(tmp_path):
+    (tmp_path / 'sub').mkdir()
+    (tmp_path / 'root.yml').write_text('name: root\ntrain:\n  lr: 1\n  milestones: [1, 2]\n  keep: yes\n'
+                                       'path:\n  a: x\n')
+    (tmp_path / 'sub' / 'mid.yml').write_text('base: ../root.yml\ntrain:\n  lr: 2\n  milestones: [3]\n')
+    (tmp_path / 'sub' / 'leaf.yml').write_text('base: mid.yml\nname: leaf\npath:\n  a: ~\n')
+    opt = load_options(str(tmp_path / 'sub' / 'leaf.yml'))
+    assert opt == {'name': 'leaf', 'train': {'lr': 2, 'milestones': [3], 'keep': True}, 'path': {'a': None}}
+    (tmp_path / 'loop_a.yml').write_text('base: loop_b.yml\n')
+    (tmp_path / 'loop_b.yml').write_text('base: loop_a.yml\n')
+    with pytest.raises(CSPSRInputError, match='loop'):
+        load_options(str(tmp_path / 'loop_a.yml'))
+    (tmp_path / 'orphan.yml').write_text('base: nowhere.yml\n')
+    with pytest.raises(CSPSRInputError, match='not found.*nowhere.yml.*base of'):
+        load_options(str(tmp_path / 'orphan.yml'))

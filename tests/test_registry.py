@@ -3,22 +3,30 @@ import subprocess
 import sys
 
 from basicsr.models.sr_model import SRModel
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
 
 def test_registered_names():
     from cspsr_arch.archs.cspsr_arch import CSPSR
     from cspsr_arch.data.paired_cross_spectral_dataset import PairedCrossSpectralDataset
     from cspsr_arch.losses.cssc_loss import CrossSpectralSpatialConsistencyLoss
+    from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
+    from cspsr_arch.losses.stereo_loss import UnsupervisedStereoLoss
+    from cspsr_arch.models.cross_spectral_stereo_model import CrossSpectralStereoModel
     from cspsr_arch.models.cspsr_model import CSPSRModel
     assert ARCH_REGISTRY.get('CSPSR') is CSPSR
+    assert ARCH_REGISTRY.get('CrossSpectralStereoNet') is CrossSpectralStereoNet
+    assert LOSS_REGISTRY.get('UnsupervisedStereoLoss') is UnsupervisedStereoLoss
+    assert MODEL_REGISTRY.get('CrossSpectralStereoModel') is CrossSpectralStereoModel
+    assert {'calculate_disparity_rmse', 'calculate_bad_pixel_rate'} <= set(METRIC_REGISTRY.keys())
     assert DATASET_REGISTRY.get('PairedCrossSpectralDataset') is PairedCrossSpectralDataset
     assert LOSS_REGISTRY.get('CrossSpectralSpatialConsistencyLoss') is CrossSpectralSpatialConsistencyLoss
     assert MODEL_REGISTRY.get('CSPSRModel') is CSPSRModel
     assert issubclass(CSPSRModel, SRModel)
     # only what differs from SRModel is overridden; validation comes from BasicSR
     own = {name for name in vars(CSPSRModel) if not name.startswith('__')}
-    assert own == {'init_training_settings', 'feed_data', '_run', 'optimize_parameters', 'test', 'model_ema'}
+    assert own == {'__init__', 'init_training_settings', '_load_disp_network', 'feed_data', '_run',
+                   'optimize_parameters', 'test', 'model_ema'} - {'__init__'}
     assert CSPSRModel.nondist_validation is SRModel.nondist_validation
 
 

@@ -56,43 +56,13 @@ import numpy as np
 
 from cspsr_arch.data.image_io import decode_disparity, encode_disparity
 from cspsr_arch.synthetic.scenes import SCENES, crop_box, forward_warp_disparity, load_scene, mirror_fill
+from cspsr_arch.synthetic.spectra import GAMMA, nir_response
 
 # Test scenes: photographs with fine structure at every depth, the Middlebury motorcycle (with its real
 # disparity) and the cameraman. Dark, noisy scenes stay in training: there, noise in the ground truth,
 # which no method can predict, dominates the PSNR; smooth hazy ones (coffee) leave little to super-resolve.
 DEFAULT_TEST_SCENES: Tuple[str, ...] = ('motorcycle', 'camera')
-GAMMA = 2.2
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
-
-
-def nir_response(rgb: np.ndarray, t_nir: Optional[np.ndarray] = None) -> np.ndarray:
-    """NIR image (display values in [0, 1]) of a clean RGB scene; see the module docstring.
-
-    Args:
-        rgb: clean scene (H, W, 3), display-referred [0, 1].
-        t_nir: optional NIR haze transmission (H, W).
-
-    Returns:
-        float32 (H, W) NIR image.
-    """
-    r, g, b = (rgb[..., i] for i in range(3))
-    lin = rgb ** GAMMA
-    base = 0.6 * lin[..., 0] + 0.3 * lin[..., 1] + 0.1 * lin[..., 2]
-    mrb, mrg = np.maximum(r, b), np.maximum(r, g)
-    veg = cv2.GaussianBlur(np.clip(4 * (g - mrb) / (g + mrb + 0.02), 0, 1), (0, 0), 1.0)
-    blue = cv2.GaussianBlur(np.clip(3 * (b - mrg) / (b + mrg + 0.02), 0, 1), (0, 0), 1.0)
-    sat = (rgb.max(-1) - rgb.min(-1)) / (rgb.max(-1) + 1e-3)
-    nir = base * (1 + 2.5 * veg) * (1 - 0.75 * blue) + 0.12 * sat * (1 - blue) * (1 - veg)
-    ycc = cv2.cvtColor((rgb * 255).astype(np.uint8), cv2.COLOR_RGB2YCrCb).astype(np.float32)
-    skin = ((ycc[..., 0] > 50) & (ycc[..., 1] > 135) & (ycc[..., 1] < 175) & (ycc[..., 2] > 80) & (ycc[..., 2] < 130))
-    skin = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), 2.0)
-    nir = nir * (1 - skin) + skin * 1.15 * cv2.GaussianBlur(nir, (0, 0), 2.5)
-    y = 0.3 * lin[..., 0] + 0.59 * lin[..., 1] + 0.11 * lin[..., 2]
-    nir = nir + 0.25 * (y - cv2.GaussianBlur(y, (0, 0), 2.0))
-    if t_nir is not None:
-        nir = nir * t_nir + 0.5 * np.percentile(nir, 99) * (1 - t_nir)
-    nir = np.clip(nir * 0.9 / max(float(np.percentile(nir, 99.5)), 1e-3), 0, 1)
-    return (nir ** (1 / GAMMA)).astype(np.float32)
 
 
 def vis_camera(rgb: np.ndarray, z: np.ndarray,

@@ -1,16 +1,19 @@
 """CSPSR: cross-spectral prior super-resolution network (registered as ``CSPSR``)."""
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from basicsr.archs.arch_util import ResidualBlockNoBN
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
 from cspsr_arch.archs.branch import ShallowBranch, ShuffleHead
+from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
 from cspsr_arch.archs.dmf import DMF
 from cspsr_arch.archs.warp import warp_to_left
 
-CVM_MODES = ('given', 'none')
+CVM_MODES = ('learned', 'given', 'none')
+BRANCH_MODES = ('dual', 'vis', 'concat')
 
 
 class CSPSROutput(NamedTuple):
@@ -18,14 +21,16 @@ class CSPSROutput(NamedTuple):
 
     Attributes:
         sr (Tensor): Super-resolved VIS image I_SR, (n, 3, s*h, s*w), left view.
-        nir_sr (Tensor): Super-resolved NIR image NIR_SR, (n, 1, s*h, s*w), warped to the left view.
-        disp_l (Tensor | None): Left disparity used for the warp, LR pixels, (n, 1, h, w).
-        disp_r (Tensor | None): Right disparity, LR pixels (given by the data set), or None.
+        nir_sr (Tensor | None): Super-resolved NIR image NIR_SR, (n, 1, s*h, s*w), in the left view
+            (in the right view with ``cvm='none'``); None for the single-branch variants.
+        disp_l (Tensor): Left disparity used for the warp, LR pixels, (n, 1, h, w) (zeros with
+            ``cvm='none'``).
+        disp_r (Tensor | None): Right disparity, LR pixels (predicted, given by the data set, or zeros).
     """
 
     sr: Tensor
-    nir_sr: Tensor
-    disp_l: Optional[Tensor]
+    nir_sr: Optional[Tensor]
+    disp_l: Tensor
     disp_r: Optional[Tensor]
 
 
@@ -33,14 +38,29 @@ class CSPSROutput(NamedTuple):
 class CSPSR(nn.Module):
     """Dual-branch VIS/NIR super-resolution with cross-view matching and T DMF modules.
 
-    Pipeline: the LR right-view NIR is warped into the left (VIS) view with the left disparity
-    (``NIR_l(y, x) = NIR_r(y, x - disp_l(y, x))``, cross-view matching); VIS and NIR branches extract
-    shallow features; ``num_dmf`` DMF modules fuse them; a conv + pixel shuffle per branch gives
-    I_SR (3 ch) and NIR_SR (1 ch), each added to the bicubic upsampling of its input (global skip).
+    Pipeline: cross-view matching (CVM) brings the LR right-view NIR into the left (VIS) view,
+    ``NIR_l(y, x) = NIR_r(y, x - disp_l(y, x))``, with a disparity that a cross-spectral stereo network
+    predicts from the LR pair (``cvm='learned'``, :class:`CrossSpectralStereoNet`) or the data set gives
+    (``'given'``); VIS and NIR branches extract shallow features; ``num_dmf`` DMF modules fuse them; a
+    conv + pixel shuffle per branch gives I_SR (3 ch) and NIR_SR (1 ch), each added to the bicubic
+    upsampling of its input (global skip). ``CSPSR()`` is the paper's model: T=15, C=64, x4, learned CVM.
 
     Choices where the paper is silent: the warped NIR is fed together with its validity mask (pixels
-    whose match falls outside the right image are zero and flagged), and both outputs use a global
-    bicubic skip so the network learns residuals.
+    whose match falls outside the right image are zero and flagged); both outputs use a global bicubic
+    skip so the network learns residuals; residual DMF modules with a 1x1 NIR convolution (see
+    :class:`~cspsr_arch.archs.dmf.DMF`); with ``cvm='none'`` the disparity is zero everywhere, so L_CSSC
+    compares NIR_SR with the NIR ground truth of the same (right) view.
+
+    Parameters at the defaults (x4): 1,411,680 in all (+8.8 % over the paper's 1.298 M): the SR network
+    1,347,877 (+3.8 %): VIS and NIR branches 112,576 + 112,000; 15 DMF modules of 69,963 (VIS 3x3 conv
+    36,928, CSFT 18,498, dynamic-kernel predictor 10,377, NIR 1x1 conv 4,160) = 1,049,445; VIS conv
+    after the body 36,928; heads 27,696 + 9,232; and the CVM stereo network 63,803 (spectral
+    translation 9,873, matching features 7,120, cost aggregation 46,810).
+
+    Ablations of the paper (Table 4) are constructor arguments: ``branches='vis'`` (single-branch
+    Baseline), ``branches='concat'`` with ``cvm='none'`` (w/ NIR: unaligned NIR concatenated at the
+    input) or a CVM (w/ CVM), ``cvm='none'`` (w/o CVM), ``use_csft=False``, ``use_dyconv=False``.
+    The single-branch body has ``num_dmf`` residual blocks (two 3x3 convs each) in place of the DMFs.
 
     Args:
         num_in_ch (int): VIS channels. Default: 3.
@@ -49,12 +69,17 @@ class CSPSR(nn.Module):
         num_dmf (int): Number T of DMF modules. Default: 15.
         kernel_size (int): Dynamic-convolution kernel size k. Default: 3.
         upscale (int): Scale factor, 2, 3 or 4. Default: 4.
-        cvm (str): Cross-view matching: ``'given'`` warps by the disparity passed to ``forward`` (from the
-            data set), ``'none'`` uses the unaligned NIR (the paper's "w/o CVM"). Default: ``'given'``.
+        cvm (str): Cross-view matching: ``'learned'`` (disparity from the built-in
+            :class:`CrossSpectralStereoNet`), ``'given'`` (warps by the disparity passed to ``forward``,
+            from the data set), ``'none'`` (unaligned NIR, the paper's "w/o CVM"). Default: ``'learned'``.
+        max_disp (int): Largest disparity (LR pixels) the learned CVM searches. Default: 24.
+        min_disp (int): Smallest disparity the learned CVM searches. Default: 0.
         use_dyconv (bool): Dynamic convolution in DMF (False: ordinary conv, "w/o DyConv"). Default: True.
         use_csft (bool): CSFT in DMF (False: concatenation fusion, "w/o CSFT"). Default: True.
         norm (str): Normalisation inside CSFT: ``'batch'`` (paper), ``'instance'`` or ``'none'``. Default: ``'batch'``.
         global_skip (bool): Add the bicubic upsampled input to each output. Default: True.
+        branches (str): ``'dual'`` (CSPSR), ``'vis'`` (single branch, VIS only) or ``'concat'`` (single
+            branch on the VIS image concatenated with the NIR and its validity mask). Default: ``'dual'``.
     """
 
     def __init__(self,
@@ -64,26 +89,40 @@ class CSPSR(nn.Module):
                  num_dmf: int = 15,
                  kernel_size: int = 3,
                  upscale: int = 4,
-                 cvm: str = 'given',
+                 cvm: str = 'learned',
+                 max_disp: int = 24,
+                 min_disp: int = 0,
                  use_dyconv: bool = True,
                  use_csft: bool = True,
                  norm: str = 'batch',
-                 global_skip: bool = True) -> None:
+                 global_skip: bool = True,
+                 branches: str = 'dual') -> None:
         super().__init__()
         if cvm not in CVM_MODES:
             raise ValueError(f'cvm must be one of {CVM_MODES}, got {cvm!r}.')
+        if branches not in BRANCH_MODES:
+            raise ValueError(f'branches must be one of {BRANCH_MODES}, got {branches!r}.')
         if upscale not in (2, 3, 4):
             raise ValueError(f'upscale must be 2, 3 or 4, got {upscale}.')
+        if branches == 'vis' and cvm != 'none':
+            raise ValueError("branches='vis' does not use the NIR image: set cvm='none'.")
         self.num_in_ch, self.num_nir_ch = num_in_ch, num_nir_ch
-        self.upscale, self.cvm, self.global_skip = upscale, cvm, global_skip
-        self.branch_vis = ShallowBranch(num_in_ch, num_feat)
-        self.branch_nir = ShallowBranch(num_nir_ch + 1, num_feat)  # NIR + validity mask of the warp
-        self.dmfs = nn.ModuleList(
-            [DMF(num_feat, kernel_size, use_dyconv=use_dyconv, use_csft=use_csft, norm=norm) for _ in range(num_dmf)])
+        self.upscale, self.cvm, self.global_skip, self.branches = upscale, cvm, global_skip, branches
+        if cvm == 'learned':
+            if num_nir_ch != 1:
+                raise ValueError(f"cvm='learned' matches a single-channel NIR image, got num_nir_ch={num_nir_ch}.")
+            self.cvm_net = CrossSpectralStereoNet(num_in_ch, min_disp=min_disp, max_disp=max_disp)
+        vis_in = num_in_ch + (num_nir_ch + 1 if branches == 'concat' else 0)
+        self.branch_vis = ShallowBranch(vis_in, num_feat)
+        if branches == 'dual':
+            self.branch_nir = ShallowBranch(num_nir_ch + 1, num_feat)  # NIR + validity mask of the warp
+            self.dmfs = nn.ModuleList(
+                [DMF(num_feat, kernel_size, use_dyconv=use_dyconv, use_csft=use_csft, norm=norm) for _ in range(num_dmf)])
+            self.head_nir = ShuffleHead(num_feat, num_nir_ch, upscale)
+        else:
+            self.body = nn.Sequential(*[ResidualBlockNoBN(num_feat=num_feat) for _ in range(num_dmf)])
         self.conv_after_vis = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_after_nir = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.head_vis = ShuffleHead(num_feat, num_in_ch, upscale)
-        self.head_nir = ShuffleHead(num_feat, num_nir_ch, upscale)
 
     def _check_inputs(self, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor]) -> None:
         if lq.dim() != 4 or lq.size(1) != self.num_in_ch:
@@ -95,10 +134,21 @@ class CSPSR(nn.Module):
         if self.cvm == 'given':
             if disp is None:
                 raise ValueError("CSPSR(cvm='given') needs the left disparity: forward(lq, lq_nir, disp). Use a data "
-                                 "set with disparity (dataroot_disp) or build the network with cvm='none'.")
+                                 "set with disparity (dataroot_disp) or build the network with cvm='learned'.")
             if disp.shape != (lq.size(0), 1, lq.size(2), lq.size(3)):
                 raise ValueError(f'Disparity must be (n, 1, h, w) at the LR size {tuple(lq.shape[-2:])}, '
                                  f'got {tuple(disp.shape)}.')
+
+    def match(self, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor],
+              disp_r: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+        """Left and right disparity (LR pixels) that cross-view matching uses for this pair."""
+        if self.cvm == 'learned':
+            disp_l, disp_r, _ = self.cvm_net(lq, lq_nir)
+            return disp_l, disp_r
+        if self.cvm == 'given':
+            return disp, disp_r
+        zeros = lq_nir.new_zeros(lq_nir.size(0), 1, *lq_nir.shape[-2:])
+        return zeros, zeros
 
     def forward(self, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor] = None,
                 disp_r: Optional[Tensor] = None) -> CSPSROutput:
@@ -107,26 +157,35 @@ class CSPSR(nn.Module):
         Args:
             lq (Tensor): LR VIS, left view, (n, 3, h, w) in [0, 1].
             lq_nir (Tensor): LR NIR, right view, (n, 1, h, w) in [0, 1].
-            disp (Tensor | None): Left disparity in LR pixels, (n, 1, h, w); needed when ``cvm='given'``.
-            disp_r (Tensor | None): Right disparity in LR pixels; passed through for the L_CSSC loss.
+            disp (Tensor | None): Left disparity in LR pixels, (n, 1, h, w); needed when ``cvm='given'``
+                (ignored otherwise).
+            disp_r (Tensor | None): Right disparity in LR pixels; with ``cvm='given'`` passed through for
+                the L_CSSC loss.
 
         Returns:
             CSPSROutput: ``(sr, nir_sr, disp_l, disp_r)``.
         """
         self._check_inputs(lq, lq_nir, disp)
-        if self.cvm == 'given':
-            nir, valid = warp_to_left(lq_nir, disp)
-        else:
+        disp_l, disp_r = self.match(lq, lq_nir, disp, disp_r)
+        if self.cvm == 'none':
             nir, valid = lq_nir, torch.ones_like(lq_nir[:, :1])
-        feat_vis = self.branch_vis(lq)
-        feat_nir = self.branch_nir(torch.cat([nir, valid], dim=1))
-        deep_vis, deep_nir = feat_vis, feat_nir
-        for dmf in self.dmfs:
-            deep_vis, deep_nir = dmf(deep_vis, deep_nir)
+        else:
+            nir, valid = warp_to_left(lq_nir, disp_l)
+        nir_sr = None
+        if self.branches == 'dual':
+            feat_vis = self.branch_vis(lq)
+            feat_nir = self.branch_nir(torch.cat([nir, valid], dim=1))
+            deep_vis, deep_nir = feat_vis, feat_nir
+            for dmf in self.dmfs:
+                deep_vis, deep_nir = dmf(deep_vis, deep_nir)
+            nir_sr = self.head_nir(deep_nir + feat_nir)
+        else:
+            feat_vis = self.branch_vis(lq if self.branches == 'vis' else torch.cat([lq, nir, valid], dim=1))
+            deep_vis = self.body(feat_vis)
         sr = self.head_vis(self.conv_after_vis(deep_vis) + feat_vis)
-        nir_sr = self.head_nir(self.conv_after_nir(deep_nir) + feat_nir)
         if self.global_skip:
             size = sr.shape[-2:]
             sr = sr + F.interpolate(lq, size=size, mode='bicubic', align_corners=False)
-            nir_sr = nir_sr + F.interpolate(nir, size=size, mode='bicubic', align_corners=False)
-        return CSPSROutput(sr, nir_sr, disp if self.cvm == 'given' else None, disp_r)
+            if nir_sr is not None:
+                nir_sr = nir_sr + F.interpolate(nir, size=size, mode='bicubic', align_corners=False)
+        return CSPSROutput(sr, nir_sr, disp_l, disp_r)

@@ -8,19 +8,23 @@ from torch import Tensor, nn
 from cspsr_arch.archs.warp import occlusion_mask, upscale_disparity, warp_to_left, warp_to_right
 
 
-def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the pixels where ``mask`` is 1 (all channels).
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` over the pixels where ``mask`` is 1 (all channels).
 
     Args:
-        pred (Tensor): (n, c, h, w).
-        target (Tensor): (n, c, h, w).
+        values (Tensor): (n, c, h, w).
         mask (Tensor): (n, 1, h, w) in {0, 1}.
 
     Returns:
         Tensor: Scalar; 0 when the mask is empty.
     """
-    weight = mask.expand_as(pred)
-    return ((pred - target)**2 * weight).sum() / weight.sum().clamp(min=1.0)
+    weight = mask.expand_as(values)
+    return (values * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared error over the pixels where ``mask`` is 1 (see :func:`masked_mean`)."""
+    return masked_mean((pred - target)**2, mask)
 
 
 @LOSS_REGISTRY.register()

@@ -8,6 +8,8 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 
 from cspsr_arch.archs.cspsr_arch import CSPSROutput
+from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.models.stereo_utils import check_flip_geometry, freeze, load_stereo_weights
 
 OPTIONAL_STREAMS = ('gt', 'gt_nir', 'disp', 'disp_r')
 
@@ -20,14 +22,50 @@ class CSPSRModel(SRModel):
     image saving, tensorboard) is BasicSR's ``SRModel``. ``self.output`` is I_SR, so BasicSR's
     validation measures the VIS result; ``self.output_nir`` keeps NIR_SR.
 
-    Options read on top of SRModel's: ``train.cssc_opt`` (a ``CrossSpectralSpatialConsistencyLoss``
-    config, optional).
+    Options read on top of SRModel's:
+
+    * ``train.cssc_opt``: a ``CrossSpectralSpatialConsistencyLoss`` config (optional);
+    * ``path.pretrain_network_disp`` (+ ``param_key_disp``, ``strict_load_disp``): weights of the
+      learned CVM (``network_g.cvm: learned``), e.g. from ``CrossSpectralStereoModel``; they replace the
+      stereo part of ``pretrain_network_g``;
+    * ``train.freeze_disp``: keep the learned CVM fixed (default: fine-tune it through L_CSSC and the
+      SR loss).
     """
 
+    def __init__(self, opt: dict) -> None:
+        super().__init__(opt)
+        if not self.is_train:
+            self._load_disp_network()
+
+    def _load_disp_network(self, net: nn.Module = None) -> None:
+        path = self.opt['path'].get('pretrain_network_disp')
+        if path is None:
+            return
+        net = self.get_bare_model(self.net_g if net is None else net)
+        if not hasattr(net, 'cvm_net'):
+            raise CSPSRInputError('path:pretrain_network_disp is set, but network_g has no learned CVM; set '
+                                  'network_g:cvm: learned or remove the option.')
+        load_stereo_weights(net.cvm_net, path, self.opt['path'].get('param_key_disp', 'params'),
+                            self.opt['path'].get('strict_load_disp', True))
+
     def init_training_settings(self) -> None:
-        cssc_opt = self.opt['train'].get('cssc_opt')
+        train_opt = self.opt['train']
+        net = self.get_bare_model(self.net_g)
+        if hasattr(net, 'cvm_net'):
+            check_flip_geometry(self.opt, net.cvm_net.min_disp)
+        elif train_opt.get('freeze_disp'):
+            raise CSPSRInputError('train:freeze_disp needs network_g:cvm: learned.')
+        self._load_disp_network()
+        if train_opt.get('freeze_disp'):
+            freeze(net.cvm_net)
+        cssc_opt = train_opt.get('cssc_opt')
+        if cssc_opt and getattr(net, 'branches', 'dual') != 'dual':
+            raise CSPSRInputError(f"train:cssc_opt needs the NIR output of the dual-branch network (network_g:branches "
+                                  f"is {net.branches!r}); remove cssc_opt for the single-branch variants.")
         self.cri_cssc = build_loss(cssc_opt).to(self.device) if cssc_opt else None
         super().init_training_settings()
+        if hasattr(self, 'net_g_ema') and self.opt['path'].get('pretrain_network_g'):
+            self._load_disp_network(self.net_g_ema)  # the EMA copy was loaded from pretrain_network_g
 
     def feed_data(self, data: dict) -> None:
         """Move ``lq``, ``lq_nir`` and, where present, ``gt``, ``gt_nir``, ``disp``, ``disp_r`` to the device."""

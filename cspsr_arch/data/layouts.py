@@ -1,0 +1,341 @@
+"""Source layouts of the public RGB-NIR data sets, and the sparse disparity (keypoint) text format.
+
+``tools/prepare_data.py`` converts these layouts to the canonical one of ``datasets/README.md``;
+:func:`read_sparse_disparity` reads back the sparse ground truth it writes (``<split>/DISP_SPARSE``).
+
+Layouts (names as on the command line):
+
+* ``rgbnir-stereo`` (Zhi et al., CVPR 2018): ``<root>/<video>/RGBResize/<key>_RGBResize.png``,
+  ``<root>/<video>/NIRResize/<key>_NIRResize.png``, optional ``<root>/<video>/Keypoint/<key>_Keypoint.txt``
+  and ``<root>/lists/<video>.txt`` (lines ``<video> <key> ...``: the frames to use). The videos may
+  also sit under ``<root>/data/``. VIS (RGB) is the left view, NIR the right one.
+* ``nirscene`` (EPFL RGB-NIR scene data set): ``<root>/<category>/NNNN_rgb.tiff`` + ``NNNN_nir.tiff``.
+* ``ranus``: ``<root>/RGB/<seq>/<frame>.png`` + ``<root>/NIR/<seq>/<frame>.png``.
+* ``pairs``: ``<root>/<name>_rgb.<ext>`` + ``<root>/<name>_nir.<ext>`` (any image extension).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+
+from cspsr_arch.errors import CSPSRInputError
+
+PathLike = Union[str, Path]
+
+LAYOUTS = ('rgbnir-stereo', 'nirscene', 'ranus', 'pairs')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+STEREO_SPLITS: Dict[str, tuple] = {
+    'train': ('20170221_1357', '20170222_0715', '20170222_1207', '20170222_1638', '20170223_0920', '20170223_1217',
+              '20170223_1445', '20170224_1022'),
+    'test': ('20170222_0951', '20170222_1423', '20170223_1639', '20170224_0742'),
+}
+NIRSCENE_CATEGORIES = ('country', 'field', 'forest', 'indoor', 'mountain', 'oldbuilding', 'street', 'urban', 'water')
+DEFAULT_SPLITS: Dict[str, tuple] = {'rgbnir-stereo': ('train', 'test'), 'nirscene': ('test', ), 'ranus': ('test', ),
+                                    'pairs': ('test', )}
+# Keys become file names, LMDB keys and meta_info entries: printable ASCII, no spaces, no dots.
+KEY_RE = re.compile(r'^[\x21-\x7e]+$')
+SPARSE_HEADER = ('# x y d c: column and row (0-based pixels of this image, left/VIS view), disparity d in pixels '
+                 '(the NIR/right-view match is at column x - d), material class c')
+
+
+class SourcePair(NamedTuple):
+    """One VIS/NIR pair of a source data set.
+
+    Attributes:
+        key: Output key (file stem in the canonical layout).
+        vis: Path of the VIS (RGB) image.
+        nir: Path of the NIR image.
+        keypoints: Path of the sparse disparity file (``rgbnir-stereo`` only), or None.
+    """
+
+    key: str
+    vis: str
+    nir: str
+    keypoints: Optional[str] = None
+
+
+def check_key(key: str, path: PathLike) -> str:
+    """Return ``key`` if it can be a file name, LMDB key and meta_info entry, else raise.
+
+    Args:
+        key: The key made from a source file name.
+        path: The source file, for the message.
+    """
+    if not KEY_RE.match(key) or '.' in key:
+        raise CSPSRInputError(f'{path}: the output key {key!r} made from this file name is not usable (keys must be '
+                              'printable ASCII without spaces or dots); rename the VIS and NIR files.')
+    return key
+
+
+def _images(folder: Path) -> List[Path]:
+    """Image files directly inside ``folder``, sorted by name.
+
+    Args:
+        folder: The folder to list.
+    """
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _by_stem(files: Sequence[Path], suffix: str = '') -> Dict[str, Path]:
+    """Map ``stem without suffix`` -> file for the files whose stem ends with ``suffix`` (case-insensitive).
+
+    Args:
+        files: Image files.
+        suffix: Stem suffix such as ``'_rgb'``; empty: every file.
+    """
+    found: Dict[str, Path] = {}
+    for path in files:
+        if not path.stem.lower().endswith(suffix):
+            continue
+        name = path.stem[:len(path.stem) - len(suffix)]
+        if name in found:
+            raise CSPSRInputError(f'two files for the same image: {found[name]} and {path}; keep one of them.')
+        found[name] = path
+    return found
+
+
+def match_pairs(vis: Dict[str, Path], nir: Dict[str, Path], prefix: str = '') -> List[SourcePair]:
+    """Pair VIS and NIR files by name; a file without its partner is an error naming it.
+
+    Args:
+        vis: Name -> VIS file.
+        nir: Name -> NIR file.
+        prefix: Prepended to every key (e.g. the category).
+    """
+    for name, path in sorted(vis.items()):
+        if name not in nir:
+            raise CSPSRInputError(f'missing NIR image for the VIS file {path} (no matching NIR file for {name!r}); '
+                                  'add it or move the VIS file out of the source folder.')
+    for name, path in sorted(nir.items()):
+        if name not in vis:
+            raise CSPSRInputError(f'missing VIS image for the NIR file {path} (no matching VIS file for {name!r}); '
+                                  'add it or move the NIR file out of the source folder.')
+    return [SourcePair(check_key(prefix + name, vis[name]), str(vis[name]), str(nir[name])) for name in sorted(vis)]
+
+
+def _subfolder(root: Path, name: str, what: str) -> Path:
+    """Return ``root/name``, which must be a folder.
+
+    Args:
+        root: Parent folder.
+        name: Folder name.
+        what: What the folder is, for the message.
+    """
+    folder = root / name
+    if not folder.is_dir():
+        raise CSPSRInputError(f'{what} folder {folder} is missing; download it, or pass --subset with the '
+                              'ones you have.')
+    return folder
+
+
+def _choose(known: Sequence[str], subset: Optional[Sequence[str]], what: str) -> List[str]:
+    """The collections to prepare: ``subset`` (checked against ``known``) or all of ``known``.
+
+    Args:
+        known: Collections of the data set.
+        subset: Collections asked for, or None.
+        what: Their name, for the message.
+    """
+    if subset is None:
+        return list(known)
+    unknown = [name for name in subset if name not in known]
+    if unknown:
+        raise CSPSRInputError(f'unknown {what} {unknown[0]!r} in --subset; choose among: {", ".join(known)}.')
+    return [name for name in known if name in subset]
+
+
+def _stereo_list(list_file: Path, video: str) -> List[str]:
+    """Keys of one video from ``lists/<video>.txt`` (lines ``<video> <key> ...``).
+
+    Args:
+        list_file: The list file.
+        video: The video it describes.
+    """
+    keys = []
+    for number, line in enumerate(list_file.read_text(encoding='utf-8').splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 2 or fields[0] != video:
+            raise CSPSRInputError(f'{list_file}, line {number}: expected "<video> <key> ..." with video {video}, got '
+                                  f'{line.strip()!r}; fix the line or remove the list file to use every frame.')
+        keys.append(fields[1])
+    return keys
+
+
+def scan_rgbnir_stereo(root: Path, splits: Sequence[str],
+                       subset: Optional[Sequence[str]]) -> Dict[str, List[SourcePair]]:
+    """List the frames of the RGB-NIR stereo data set per split (see the module docstring).
+
+    Args:
+        root: The data set folder.
+        splits: Splits to prepare (``train``, ``test``).
+        subset: Videos to prepare (default all of the splits).
+    """
+    unknown = [s for s in splits if s not in STEREO_SPLITS]
+    if unknown:
+        raise CSPSRInputError(f'unknown split {unknown[0]!r} for rgbnir-stereo: its splits are train and test.')
+    data = root / 'data' if (root / 'data').is_dir() and not any((root / v).is_dir() for s in splits
+                                                                   for v in STEREO_SPLITS[s]) else root
+    chosen = _choose([v for s in splits for v in STEREO_SPLITS[s]], subset, 'video')
+    out: Dict[str, List[SourcePair]] = {}
+    seen: Dict[str, str] = {}
+    for split in splits:
+        pairs = []
+        for video in (v for v in STEREO_SPLITS[split] if v in chosen):
+            folder = _subfolder(data, video, 'video')
+            rgb_dir = _subfolder(folder, 'RGBResize', 'RGBResize')
+            nir_dir = _subfolder(folder, 'NIRResize', 'NIRResize')
+            list_file = root / 'lists' / f'{video}.txt'
+            if list_file.is_file():
+                keys = _stereo_list(list_file, video)
+            else:
+                keys = [p.name[:-len('_RGBResize.png')] for p in sorted(rgb_dir.glob('*_RGBResize.png'))]
+            for key in keys:
+                vis, nir = rgb_dir / f'{key}_RGBResize.png', nir_dir / f'{key}_NIRResize.png'
+                if not vis.is_file():
+                    raise CSPSRInputError(f'{vis} is missing ({list_file} lists {key!r}); restore it or remove the '
+                                          'line from the list.')
+                if not nir.is_file():
+                    raise CSPSRInputError(f'missing NIR image {nir} for the VIS file {vis}; restore it or remove '
+                                          'the frame (and its line in the list file).')
+                if key in seen:
+                    raise CSPSRInputError(f'frame key {key!r} appears in two videos ({seen[key]} and {video}); '
+                                          'rename one of them.')
+                seen[key] = video
+                keypoints = folder / 'Keypoint' / f'{key}_Keypoint.txt'
+                pairs.append(SourcePair(check_key(key, vis), str(vis), str(nir),
+                                        str(keypoints) if keypoints.is_file() else None))
+        out[split] = pairs
+    return out
+
+
+def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = None,
+                subset: Optional[Sequence[str]] = None) -> Dict[str, List[SourcePair]]:
+    """List the VIS/NIR pairs of a source data set, per output split.
+
+    Args:
+        layout: One of :data:`LAYOUTS`.
+        root: The downloaded data set folder.
+        splits: Output splits; default :data:`DEFAULT_SPLITS`. ``rgbnir-stereo`` takes ``train`` and/or ``test``
+            (its fixed video lists); the other layouts put every pair into their one split.
+        subset: Videos (``rgbnir-stereo``), categories (``nirscene``) or sequences (``ranus``) to prepare;
+            default all. For the first two, a missing one is an error unless ``subset`` leaves it out.
+
+    Returns:
+        Split -> pairs sorted by key.
+
+    Raises:
+        CSPSRInputError: Unknown layout, missing folder or partner file, bad key, duplicate key.
+    """
+    if layout not in LAYOUTS:
+        raise CSPSRInputError(f'unknown layout {layout!r}; choose one of: {", ".join(LAYOUTS)}.')
+    root = Path(root)
+    if not root.is_dir():
+        raise CSPSRInputError(f'source folder {root} does not exist (or is not a folder); pass the downloaded data '
+                              'set folder to --root.')
+    splits = list(splits or DEFAULT_SPLITS[layout])
+    if layout == 'rgbnir-stereo':
+        return scan_rgbnir_stereo(root, splits, subset)
+    if len(splits) != 1:
+        raise CSPSRInputError(f'layout {layout} writes one split; pass one name to --split (got {" ".join(splits)}).')
+    if layout == 'pairs':
+        if subset is not None:
+            raise CSPSRInputError('--subset does not apply to the pairs layout; move the pairs you want into a folder.')
+        files = _images(root)
+        pairs = match_pairs(_by_stem(files, '_rgb'), _by_stem(files, '_nir'))
+        if not pairs:
+            raise CSPSRInputError(f'{root} holds no <name>_rgb.<ext> / <name>_nir.<ext> image pairs.')
+        return {splits[0]: pairs}
+    if layout == 'nirscene':
+        pairs = []
+        for category in _choose(NIRSCENE_CATEGORIES, subset, 'category'):
+            files = _images(_subfolder(root, category, 'category'))
+            pairs += match_pairs(_by_stem(files, '_rgb'), _by_stem(files, '_nir'), prefix=f'{category}_')
+        return {splits[0]: pairs}
+    rgb_root, nir_root = _subfolder(root, 'RGB', 'RGB'), _subfolder(root, 'NIR', 'NIR')
+    sequences = sorted(p.name for p in rgb_root.iterdir() if p.is_dir())
+    pairs = []
+    for seq in _choose(sequences, subset, 'sequence'):
+        nir_dir = nir_root / seq
+        if not nir_dir.is_dir():
+            raise CSPSRInputError(f'missing NIR folder {nir_dir} for the VIS sequence {rgb_root / seq}; add it or '
+                                  'leave the sequence out with --subset.')
+        pairs += match_pairs(_by_stem(_images(rgb_root / seq)), _by_stem(_images(nir_dir)), prefix=f'{seq}_')
+    orphans = sorted(p.name for p in nir_root.iterdir() if p.is_dir() and p.name not in sequences)
+    if orphans:
+        raise CSPSRInputError(f'NIR sequence {nir_root / orphans[0]} has no VIS folder {rgb_root / orphans[0]}; add it '
+                              'or move the NIR sequence away.')
+    return {splits[0]: pairs}
+
+
+def parse_keypoints(path: PathLike, width: int, height: int) -> np.ndarray:
+    """Read an RGB-NIR stereo ``Keypoint.txt`` file into pixel units.
+
+    Each line is ``x y d c``: x and y normalised by the image width and height (1-based pixel positions
+    divided by the size, as the data set's own loader reads them), d the disparity normalised by the width,
+    c the material class.
+
+    Args:
+        path: The keypoint file.
+        width: Width of the source image the file belongs to (582 in the data set).
+        height: Height of the source image (429).
+
+    Returns:
+        float64 array (N, 4): column, row (0-based pixels, ``round(x * width) - 1``), disparity in pixels
+        (``d * width``), class.
+    """
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            x, y, d, c = (float(v) for v in fields)
+        except ValueError:
+            raise CSPSRInputError(f'{path}, line {number}: expected four numbers "x y d c", got {line.strip()!r}; '
+                                  'fix or delete the line.') from None
+        rows.append((round(x * width) - 1, round(y * height) - 1, d * width, c))
+    return np.array(rows, np.float64).reshape(-1, 4)
+
+
+def format_sparse_disparity(points: np.ndarray) -> str:
+    """Text of a ``DISP_SPARSE/<key>.txt`` file: a header line, then ``x y d c`` per point.
+
+    Args:
+        points: (N, 4) array from :func:`parse_keypoints` (shifted to the output image).
+    """
+    lines = [SPARSE_HEADER] + [f'{int(x)} {int(y)} {d:.4f} {int(c)}' for x, y, d, c in points]
+    return '\n'.join(lines) + '\n'
+
+
+def read_sparse_disparity(path: PathLike, scale: int = 1) -> np.ndarray:
+    """Read a ``DISP_SPARSE/<key>.txt`` file (HR pixels), optionally in the LR pixels of a scale.
+
+    Args:
+        path: The file.
+        scale: 1 for HR pixels; s for ``LR_bicubic/X<s>``: positions become ``(p + 0.5) / s - 0.5`` (pixel
+            centres) and disparities ``d / s``.
+
+    Returns:
+        float32 array (N, 4): column, row, disparity (left view; NIR match at column x - d), class.
+    """
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
+        if not line.strip() or line.startswith('#'):
+            continue
+        try:
+            rows.append([float(v) for v in line.split()])
+        except ValueError:
+            rows.append([])
+        if len(rows[-1]) != 4:
+            raise CSPSRInputError(f'{path}, line {number}: expected "x y d c", got {line.strip()!r}; prepare the '
+                                  'split again with tools/prepare_data.py.')
+    points = np.array(rows, np.float32).reshape(-1, 4)
+    if scale != 1:
+        points[:, :2] = (points[:, :2] + 0.5) / scale - 0.5
+        points[:, 2] /= scale
+    return points
