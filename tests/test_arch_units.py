@@ -135,3 +135,16 @@ def test_dynamic_filtering_gradients_are_exact():
     feat = torch.rand(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
     kernels = torch.rand(1, 9, 4, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda f, k: apply_pixel_kernels(f, k, 3), (feat, kernels))
+
+
+def test_channels_last_layout_does_not_change_the_result():
+    torch.manual_seed(0)
+    net = ARCH_REGISTRY.get('CSPSR')(num_feat=8, num_dmf=2, upscale=3, max_disp=4).eval()
+    assert net.head_vis[0].weight.is_contiguous(memory_format=torch.channels_last)
+    lq, nir = torch.rand(2, 3, 9, 13), torch.rand(2, 1, 9, 13)
+    with torch.no_grad():
+        fast = net(lq, nir)
+        net.to(memory_format=torch.contiguous_format)
+        plain = net(lq, nir)
+    for a, b in zip(fast, plain):
+        assert torch.allclose(a, b, atol=1e-5)

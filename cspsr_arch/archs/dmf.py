@@ -70,11 +70,12 @@ class DMF(nn.Module):
         super().__init__()
         self.dyconv = DynamicConv(num_feat, kernel_size) if use_dyconv else PlainNIRConv(num_feat)
         self.fusion = CSFT(num_feat, norm=norm) if use_csft else ConcatFusion(num_feat)
-        self.act = nn.LeakyReLU(0.1, inplace=False)
+        self.act = nn.LeakyReLU(0.1, inplace=False)  # F'_nir is kept for CSFT's backward pass
+        self.act_ = nn.LeakyReLU(0.1, inplace=True)
         self.conv_vis = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_nir = nn.Conv2d(num_feat, num_feat, 1)
 
     def forward(self, feat_vis: Tensor, feat_nir: Tensor) -> Tuple[Tensor, Tensor]:
         nir = self.dyconv(feat_vis, feat_nir)
-        vis = self.fusion(feat_vis, nir)
-        return feat_vis + self.conv_vis(self.act(vis)), feat_nir + self.conv_nir(self.act(nir))
+        vis = self.act_(self.fusion(feat_vis, nir))  # in place: F'_vis is needed by nothing else
+        return feat_vis + self.conv_vis(vis), feat_nir + self.conv_nir(self.act(nir))
