@@ -6,6 +6,9 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).resolve().parent
 
 
+ONNX_REQUIRES = ['onnx>=1.16', 'onnxscript>=0.2', 'onnxruntime>=1.17']
+
+
 def read_version() -> str:
     """Read ``__version__`` from ``cspsr_arch/version.py`` without importing the package."""
     namespace: dict = {}
@@ -38,6 +41,10 @@ setup(
         # Ships the photographs and the Middlebury stereo pair the embedded demo data set is made from.
         'scikit-image>=0.19',
     ],
-    extras_require={'test': ['pytest>=7']},
+    extras_require={
+        # tools/export_onnx.py: torch.onnx's torch.export-based exporter needs onnxscript; the check runs onnxruntime
+        'onnx': ONNX_REQUIRES,
+        'test': ['pytest>=7', *ONNX_REQUIRES],
+    },
     entry_points={'console_scripts': ['basicsr = cspsr_arch.cli:main']},
 )

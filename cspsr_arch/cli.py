@@ -1,11 +1,13 @@
-"""The ``basicsr`` console script: ``basicsr train -opt ...`` / ``basicsr test -opt ...``.
+"""The ``basicsr`` console script: ``basicsr train|test|infer -opt ...``.
 
-It registers cspsr's classes (``import cspsr_arch``) and runs BasicSR's own ``train_pipeline`` /
-``test_pipeline`` with ``experiments/``, ``results/`` and ``tb_logger/`` under the current working
-directory. Two BasicSR functions are replaced while the pipeline runs (BasicSR itself is not changed):
-``parse_options`` resolves ``base`` option files and is followed by a strict check of the option keys
-and data paths (:mod:`cspsr_arch.options`), and ``load_resume_state`` works on CPU
-(:mod:`cspsr_arch.resume`).
+``train`` and ``test`` register cspsr's classes (``import cspsr_arch``) and run BasicSR's own
+``train_pipeline`` / ``test_pipeline`` with ``experiments/``, ``results/`` and ``tb_logger/`` under the
+current working directory. Some BasicSR functions are replaced while the pipeline runs (BasicSR itself
+is not changed): ``parse_options`` resolves ``base`` option files and is followed by a strict check of
+the option keys and data paths (:mod:`cspsr_arch.options`); ``load_resume_state`` works on CPU
+(:mod:`cspsr_arch.resume`); ``init_dist`` and ``model_to_device`` pick the ``gloo`` backend and
+CPU DDP when there is no GPU (:mod:`cspsr_arch.distributed`). ``infer`` super-resolves pairs of any
+size with a trained model (:mod:`cspsr_arch.infer_command`).
 """
 import argparse
 import os
@@ -15,7 +17,9 @@ from typing import Iterator, List, Optional
 
 import yaml
 
+from cspsr_arch.checkpoint import TrainingDiverged
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.infer_command import add_infer_arguments
 
 DESCRIPTION = """BasicSR with the cspsr plugin (CSPSR: NIR-guided super-resolution).
 
@@ -23,8 +27,11 @@ sub-commands:
   train   train a model:  basicsr train -opt options/train_CSPSR_x4.yml [--auto_resume] [--debug]
                                         [--force_yml k=v ...] [--launcher none|pytorch|slurm]
           experiments/<name>/ (models, training states, log) and tb_logger/ go under the current directory.
+          Several processes: torchrun --nproc_per_node=N -m cspsr_arch train -opt ... --launcher pytorch
   test    evaluate a model: basicsr test -opt options/test_CSPSR_x4.yml
           results/<name>/ (metrics log, images) goes under the current directory.
+  infer   super-resolve pairs of any size: basicsr infer -opt <options> --model <net_g.pth>
+                                        --vis <file|folder> --nir <file|folder> --out <folder> [--tile 256]
 """
 
 
@@ -43,10 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     """Argument parser of the ``basicsr`` command."""
     parser = argparse.ArgumentParser(prog='basicsr', description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest='command', metavar='{train,test}')
+    sub = parser.add_subparsers(dest='command', metavar='{train,test,infer}')
     sub.required = True
     _add_basicsr_arguments(sub.add_parser('train', help='train a model with BasicSR\'s train_pipeline'))
     _add_basicsr_arguments(sub.add_parser('test', help='evaluate a model with BasicSR\'s test_pipeline'))
+    add_infer_arguments(sub.add_parser('infer', help='super-resolve VIS/NIR pairs of any size with a trained model'))
     return parser
 
 
@@ -94,20 +102,42 @@ def _plain(value):
     return [_plain(v) for v in value] if isinstance(value, list) else value
 
 
+def dist_backend(args: List[str]) -> str:
+    """Process-group backend for a ``train``/``test`` command line (see ``distributed.choose_backend``)."""
+    from cspsr_arch.distributed import choose_backend
+    from cspsr_arch.options import load_options
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt')
+    parser.add_argument('--launcher', default='none')
+    known = parser.parse_known_args(args)[0]
+    if known.launcher == 'none' or not known.opt:
+        return 'gloo'  # not used
+    return choose_backend(load_options(known.opt))
+
+
 @contextmanager
-def patched_basicsr() -> Iterator[None]:
-    """Swap in the checked option parser (with ``base`` files) and the CPU-safe resume loader while a
-    pipeline runs."""
+def patched_basicsr(backend: str = 'gloo') -> Iterator[None]:
+    """Swap in the checked option parser (with ``base`` files), the CPU-safe resume loader and the
+    device-agnostic distributed set-up while a pipeline runs.
+
+    Args:
+        backend (str): Process-group backend for ``--launcher pytorch|slurm``.
+    """
+    import basicsr.models.base_model
     import basicsr.test
     import basicsr.train
     import basicsr.utils.options
 
+    from cspsr_arch.distributed import make_init_dist, make_model_to_device
     from cspsr_arch.resume import load_resume_state
+    base_model = basicsr.models.base_model.BaseModel
     patches = [(basicsr.train, 'parse_options', checked_parse_options),
                (basicsr.test, 'parse_options', checked_parse_options),
                (basicsr.train, 'load_resume_state', load_resume_state),
                (basicsr.train, 'copy_opt_file', copy_resolved_opt_file),
-               (basicsr.utils.options, 'yaml_load', yaml_load_with_base)]
+               (basicsr.utils.options, 'yaml_load', yaml_load_with_base),
+               (basicsr.utils.options, 'init_dist', make_init_dist(backend)),
+               (base_model, 'model_to_device', make_model_to_device(base_model.model_to_device))]
     saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
     for module, name, value in patches:
         setattr(module, name, value)
@@ -130,26 +160,34 @@ def run(command: str, args: List[str], root_path: Optional[str] = None) -> None:
     from basicsr.test import test_pipeline
     from basicsr.train import train_pipeline
 
+    from cspsr_arch.distributed import shutdown
     root_path = os.path.abspath(root_path or os.getcwd())
     pipeline = train_pipeline if command == 'train' else test_pipeline
     saved_argv = sys.argv
     sys.argv = [f'basicsr {command}', *args]
     try:
-        with patched_basicsr():
+        with patched_basicsr(dist_backend(args)):
             pipeline(root_path)
     finally:
         sys.argv = saved_argv
+        shutdown()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``basicsr`` console script and of ``python -m cspsr_arch``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    build_parser().parse_args(argv)  # validates the command line and answers --help
+    args = build_parser().parse_args(argv)  # validates the command line and answers --help
     try:
+        if args.command == 'infer':
+            from cspsr_arch.infer_command import run_infer
+            return run_infer(args)
         run(argv[0], argv[1:])
     except CSPSRInputError as err:
         print(f'basicsr {argv[0]}: error: {err}', file=sys.stderr)
         return 2
+    except TrainingDiverged as err:
+        print(f'basicsr {argv[0]}: error: {err}', file=sys.stderr)
+        return 3
     return 0
 
 

@@ -2,11 +2,14 @@
 
 BasicSR's version maps the state onto ``torch.cuda.current_device()``, which fails on a machine
 without a GPU, and looks for auto-resume states in ``./experiments`` whatever ``experiments_root`` says.
+With ``--auto_resume`` this one also skips, with a warning, a newest state that cannot be read or whose
+network file is missing (a run killed while BasicSR wrote them non-atomically) and takes the one before.
 """
 import os
 import re
+import warnings
 from os import path as osp
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from basicsr.utils.misc import check_resume
@@ -14,16 +17,35 @@ from basicsr.utils.misc import check_resume
 from cspsr_arch.errors import CSPSRInputError
 
 
-def latest_state(folder: str) -> Optional[str]:
-    """Path of the ``<iter>.state`` file with the highest iteration in ``folder`` (None if there is none)."""
+def states_newest_first(folder: str) -> List[str]:
+    """Paths of the ``<iter>.state`` files in ``folder``, highest iteration first (empty if none)."""
     if not osp.isdir(folder):
-        return None
+        return []
     found = []
     for name in os.listdir(folder):
         match = re.fullmatch(r'(\d+)\.state', name)
         if match:
             found.append((int(match.group(1)), name))
-    return osp.join(folder, max(found)[1]) if found else None
+    return [osp.join(folder, name) for _, name in sorted(found, reverse=True)]
+
+
+def latest_state(folder: str) -> Optional[str]:
+    """Path of the ``<iter>.state`` file with the highest iteration in ``folder`` (None if there is none)."""
+    states = states_newest_first(folder)
+    return states[0] if states else None
+
+
+def _networks_of(opt: dict, state_path: str) -> List[str]:
+    """The network files BasicSR's ``check_resume`` will load for ``<iter>.state``."""
+    it = osp.splitext(osp.basename(state_path))[0]
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    return [osp.join(opt['path']['models'], f"net_{key[len('network_'):]}_{it}.pth") for key in opt
+            if key.startswith('network_') and key not in ignored]
+
+
+def _load(state_path: str, device: torch.device) -> dict:
+    # optimizer and scheduler states are pickled objects, so weights_only cannot be used here
+    return torch.load(state_path, map_location=device, weights_only=False)
 
 
 def load_resume_state(opt: dict) -> Optional[dict]:
@@ -38,22 +60,34 @@ def load_resume_state(opt: dict) -> Optional[dict]:
     Returns:
         dict | None: The state (``iter``, ``epoch``, ``optimizers``, ``schedulers``) or None.
     """
-    state_path = None
-    if opt['auto_resume']:
-        state_path = latest_state(opt['path']['training_states'])
-        if state_path is not None:
-            opt['path']['resume_state'] = state_path
-    elif opt['path'].get('resume_state'):
-        state_path = opt['path']['resume_state']
-    if state_path is None:
-        return None
-    if not osp.isfile(state_path):
-        raise CSPSRInputError(f'path:resume_state {state_path} does not exist; fix the path or remove it.')
     if opt['num_gpu'] != 0 and torch.cuda.is_available():
         device = torch.device('cuda', torch.cuda.current_device())
     else:
         device = torch.device('cpu')
-    # optimizer and scheduler states are pickled objects, so weights_only cannot be used here
-    state = torch.load(state_path, map_location=device, weights_only=False)
+    if opt['auto_resume']:
+        for state_path in states_newest_first(opt['path']['training_states']):
+            missing = [p for p in _networks_of(opt, state_path) if not osp.isfile(p)]
+            try:
+                state = None if missing else _load(state_path, device)
+            except Exception as err:  # a truncated or otherwise unreadable file
+                warnings.warn(f'Skipping {state_path} for --auto_resume: it cannot be read ({err}).')
+                continue
+            if state is None:
+                warnings.warn(f'Skipping {state_path} for --auto_resume: {missing[0]} is missing.')
+                continue
+            opt['path']['resume_state'] = state_path
+            check_resume(opt, state['iter'])
+            return state
+        return None
+    state_path = opt['path'].get('resume_state')
+    if not state_path:
+        return None
+    if not osp.isfile(state_path):
+        raise CSPSRInputError(f'path:resume_state {state_path} does not exist; fix the path or remove it.')
+    try:
+        state = _load(state_path, device)
+    except Exception as err:
+        raise CSPSRInputError(f'path:resume_state {state_path} cannot be read ({err}); point it at another '
+                              '<iter>.state or use --auto_resume.') from None
     check_resume(opt, state['iter'])
     return state

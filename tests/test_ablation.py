@@ -73,3 +73,5 @@ def test_single_branch_variants_are_single_branch():
     assert concat.branch_vis[0].in_channels == 5  # VIS + warped NIR + validity mask
     with pytest.raises(ValueError, match="set cvm='none'"):
         ARCH_REGISTRY.get('CSPSR')(branches='vis')
+    # `--force_yml network_g:cvm=none` reaches the arch as None (BasicSR's value parsing)
+    assert ARCH_REGISTRY.get('CSPSR')(num_feat=8, num_dmf=1, cvm=None).cvm == 'none'

@@ -114,3 +114,33 @@ def test_horizontal_flip_with_non_negative_disparity_search_is_refused():
         check_flip_geometry(opt, 0)
     check_flip_geometry(opt, -8)
     check_flip_geometry({'datasets': {'train': {'use_hflip': False}}}, 0)
+
+
+def test_shift_augmentation_adds_the_shift_to_the_disparity():
+    from basicsr.models import build_model
+    opt = {
+        'name': 'toy', 'model_type': 'CrossSpectralStereoModel', 'scale': 2, 'num_gpu': 0, 'is_train': True,
+        'dist': False, 'rank': 0, 'world_size': 1, 'datasets': {'train': {'use_hflip': False}},
+        'network_g': {'type': 'CrossSpectralStereoNet', 'num_feat': 4, 'num_agg': 8, 'max_disp': 12},
+        'path': {},
+        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5},
+                  'stereo_opt': {'type': 'UnsupervisedStereoLoss'}, 'shift_augment': 6},
+    }
+    model = build_model(opt)
+    left, right = _shifted_pair(3, height=16, width=40)
+    model.feed_data({'lq': left.repeat(1, 3, 1, 1), 'lq_nir': right, 'disp': torch.full_like(left, 3.0)})
+    torch.manual_seed(3)
+    shifts = set()
+    for _ in range(12):
+        lq, lq_nir, disp = model.shifted_pair()
+        shift = 40 - lq.size(-1)
+        shifts.add(shift)
+        assert lq_nir.shape == (1, 1, 16, 40 - shift) and torch.equal(disp, torch.full_like(disp, 3.0 + shift))
+        # the shifted pair is still a stereo pair with disparity 3 + shift: the right view warps back exactly
+        from cspsr_arch.archs.warp import warp_to_left
+        back, valid = warp_to_left(lq_nir, disp)
+        assert torch.allclose((back - lq[:, :1]) * valid, torch.zeros_like(back), atol=1e-6)
+    assert len(shifts) > 2 and max(shifts) <= 6
+    model.optimize_parameters(1)
+    assert 'epe' in model.get_current_log()

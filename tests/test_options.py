@@ -11,10 +11,9 @@ from cspsr_arch.options import check_options, load_options
 OPTIONS = Path(__file__).resolve().parents[1] / 'options'
 
 
-@pytest.fixture
-def demo_opt(toy_split):
-    split, _ = toy_split
-    opt = yaml_load(str(OPTIONS / 'demo_CSPSR_x4.yml'))
+def _redirected(name: str, split) -> dict:
+    """A demo options file with its data paths pointed at a toy split."""
+    opt = yaml_load(str(OPTIONS / name))
     for dataset in opt['datasets'].values():
         for key, value in dataset.items():
             if isinstance(value, str) and value.startswith('datasets/demo/'):
@@ -23,8 +22,14 @@ def demo_opt(toy_split):
     return opt
 
 
+@pytest.fixture
+def demo_opt(toy_split):
+    return _redirected('demo_CSPSR_x4.yml', toy_split[0])
+
+
 def test_shipped_options_use_only_known_keys(demo_opt):
-    check_options(demo_opt)  # the demo file with its data paths redirected
+    check_options(demo_opt)  # the demo files with their data paths redirected
+    check_options(_redirected('demo_disparity_x4.yml', demo_opt['datasets']['train']['dataroot_gt'].rsplit('/HR', 1)[0]))
     names = ['train_CSPSR_x4.yml', 'train_CSPSR_x2.yml', 'train_CSPSR_synthetic_x4.yml', 'test_CSPSR_x4.yml',
              'train_disparity_synthetic_x4.yml', *(f'ablation/{p.name}' for p in (OPTIONS / 'ablation').glob('*.yml'))]
     for name in names:

@@ -160,7 +160,9 @@ class CrossSpectralStereoNet(nn.Module):
 
     def match(self, left: Tensor, right: Tensor) -> Tensor:
         """Left disparity (n, 1, h, w) of two single-channel NIR-like images."""
-        feat_l, feat_r = self.features(torch.cat([left, right], dim=0)).chunk(2, dim=0)
+        n = left.size(0)
+        feat = self.features(torch.cat([left, right], dim=0))
+        feat_l, feat_r = feat[:n], feat[n:]  # slices, not chunk(): keeps the batch dynamic in ONNX export
         cost = correlation_volume(feat_l, feat_r, self.min_disp, self.max_disp)
         prob = torch.softmax(self.aggregation(cost, feat_l), dim=1)
         return (prob * self.candidates).sum(dim=1, keepdim=True)
@@ -184,5 +186,6 @@ class CrossSpectralStereoNet(nn.Module):
         # The right view's disparity is the left disparity of the mirrored pair with the views swapped.
         left = torch.cat([pseudo, nir.flip(-1)], dim=0)
         right = torch.cat([nir, pseudo.flip(-1)], dim=0)
-        disp_l, disp_r_mirrored = self.match(left, right).chunk(2, dim=0)
-        return StereoOutput(disp_l, disp_r_mirrored.flip(-1), pseudo)
+        disp = self.match(left, right)
+        n = vis.size(0)
+        return StereoOutput(disp[:n], disp[n:].flip(-1), pseudo)

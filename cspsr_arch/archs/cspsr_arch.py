@@ -71,7 +71,7 @@ class CSPSR(nn.Module):
         upscale (int): Scale factor, 2, 3 or 4. Default: 4.
         cvm (str): Cross-view matching: ``'learned'`` (disparity from the built-in
             :class:`CrossSpectralStereoNet`), ``'given'`` (warps by the disparity passed to ``forward``,
-            from the data set), ``'none'`` (unaligned NIR, the paper's "w/o CVM"). Default: ``'learned'``.
+            from the data set), ``'none'`` or None (unaligned NIR, the paper's "w/o CVM"). Default: ``'learned'``.
         max_disp (int): Largest disparity (LR pixels) the learned CVM searches. Default: 24.
         min_disp (int): Smallest disparity the learned CVM searches. Default: 0.
         use_dyconv (bool): Dynamic convolution in DMF (False: ordinary conv, "w/o DyConv"). Default: True.
@@ -89,7 +89,7 @@ class CSPSR(nn.Module):
                  num_dmf: int = 15,
                  kernel_size: int = 3,
                  upscale: int = 4,
-                 cvm: str = 'learned',
+                 cvm: Optional[str] = 'learned',
                  max_disp: int = 24,
                  min_disp: int = 0,
                  use_dyconv: bool = True,
@@ -98,6 +98,7 @@ class CSPSR(nn.Module):
                  global_skip: bool = True,
                  branches: str = 'dual') -> None:
         super().__init__()
+        cvm = 'none' if cvm is None else cvm  # BasicSR's --force_yml turns 'none' into None
         if cvm not in CVM_MODES:
             raise ValueError(f'cvm must be one of {CVM_MODES}, got {cvm!r}.')
         if branches not in BRANCH_MODES:

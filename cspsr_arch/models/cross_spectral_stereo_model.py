@@ -1,6 +1,7 @@
 """``CrossSpectralStereoModel``: trains the learned CVM (``CrossSpectralStereoNet``) on its own, without labels."""
 import os.path as osp
 from collections import OrderedDict
+from typing import Optional, Tuple
 
 import cv2
 import torch
@@ -10,21 +11,24 @@ from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite
 from basicsr.utils.registry import MODEL_REGISTRY
+from torch import Tensor
 from tqdm import tqdm
 
 from cspsr_arch.archs.cross_spectral_stereo_arch import StereoOutput
+from cspsr_arch.checkpoint import AtomicCheckpointMixin, check_finite_loss
 from cspsr_arch.data.image_io import encode_disparity
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.models.stereo_utils import check_flip_geometry
 
 
 @MODEL_REGISTRY.register()
-class CrossSpectralStereoModel(SRModel):
+class CrossSpectralStereoModel(AtomicCheckpointMixin, SRModel):
     """Unsupervised training of a ``CrossSpectralStereoNet`` on the LR VIS/NIR pairs of a cross-spectral set.
 
     The network sees exactly what it sees inside CSPSR (``lq`` and ``lq_nir``, so disparities are in LR
     pixels) and learns from ``train.stereo_opt`` (an ``UnsupervisedStereoLoss``): no disparity labels
-    are needed, so any RGB-NIR stereo set trains it. Its checkpoint goes into CSPSR by
+    are needed, so any RGB-NIR stereo set trains it. ``train.shift_augment`` (pixels) widens the
+    disparity range it sees (:meth:`shifted_pair`). Its checkpoint goes into CSPSR by
     ``path.pretrain_network_disp``.
 
     Validation scores the left disparity against the data set's ``disp`` (LR ground truth) with the
@@ -32,7 +36,8 @@ class CrossSpectralStereoModel(SRModel):
     writes the predicted disparity as a 16-bit PNG (``round(d * 256)``, as in ``datasets/README.md``).
 
     Reused from ``SRModel``/``BaseModel``: network building and loading, EMA, optimizers, schedulers,
-    checkpoints, resuming, distributed validation and the metric logging.
+    resuming, distributed validation and the metric logging; checkpoints are written atomically and a
+    NaN/inf loss stops training (:mod:`cspsr_arch.checkpoint`).
     """
 
     def init_training_settings(self) -> None:
@@ -63,17 +68,35 @@ class CrossSpectralStereoModel(SRModel):
         self.lq_nir = data['lq_nir'].to(self.device)
         self.disp_gt = data['disp'].to(self.device) if 'disp' in data else None
 
+    def shifted_pair(self) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """The batch with the right view shifted left by a random ``k`` in ``0..train.shift_augment`` pixels.
+
+        ``right'(x) = right(x + k)`` (the left view cropped to the same width) is a valid rectified pair
+        whose disparity is ``d + k`` everywhere, as if the principal points were ``k`` pixels further
+        apart. Without it the network learns the disparity range of the training set as a prior: trained
+        on the synthetic set (mostly 0-7 LR pixels at x4), it predicted 0-3 pixels where the Middlebury
+        pair has 10-15.
+        """
+        max_shift = int(self.opt['train'].get('shift_augment', 0) or 0)
+        shift = int(torch.randint(0, max_shift + 1, ()).item()) if max_shift > 0 else 0
+        if shift == 0 or shift >= self.lq.size(-1) // 2:
+            return self.lq, self.lq_nir, self.disp_gt
+        disp = None if self.disp_gt is None else self.disp_gt[..., :-shift] + shift
+        return self.lq[..., :-shift], self.lq_nir[..., shift:], disp
+
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
-        out: StereoOutput = self.net_g(self.lq, self.lq_nir)
-        terms = self.cri_stereo.terms(out.pseudo_nir, self.lq_nir, out.disp_l, out.disp_r)
+        lq, lq_nir, disp_gt = self.shifted_pair()
+        out: StereoOutput = self.net_g(lq, lq_nir)
+        terms = self.cri_stereo.terms(out.pseudo_nir, lq_nir, out.disp_l, out.disp_r)
         c = self.cri_stereo
         l_total = c.loss_weight * (terms['l_rec'] + c.lr_weight * terms['l_lr'] + c.smooth_weight * terms['l_smooth'])
+        check_finite_loss(l_total, terms, current_iter, self.opt)
         l_total.backward()
         self.optimizer_g.step()
         loss_dict = OrderedDict(l_stereo=l_total, **terms)
-        if self.disp_gt is not None:
-            loss_dict['epe'] = (out.disp_l.detach() - self.disp_gt).abs().mean()
+        if disp_gt is not None:
+            loss_dict['epe'] = (out.disp_l.detach() - disp_gt).abs().mean()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)

@@ -8,6 +8,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 
 from cspsr_arch.archs.cspsr_arch import CSPSROutput
+from cspsr_arch.checkpoint import AtomicCheckpointMixin, check_finite_loss
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.models.stereo_utils import check_flip_geometry, freeze, load_stereo_weights
 
@@ -15,11 +16,12 @@ OPTIONAL_STREAMS = ('gt', 'gt_nir', 'disp', 'disp_r')
 
 
 @MODEL_REGISTRY.register()
-class CSPSRModel(SRModel):
+class CSPSRModel(AtomicCheckpointMixin, SRModel):
     """Cross-spectral SR model: ``loss = pixel_opt(I_SR, I_HR) + cssc_opt(NIR_SR, NIR_HR, disp_l, disp_r)``.
 
-    Everything else (optimizers, schedulers, EMA, checkpoints, ``nondist_validation`` with PSNR/SSIM,
-    image saving, tensorboard) is BasicSR's ``SRModel``. ``self.output`` is I_SR, so BasicSR's
+    Everything else (optimizers, schedulers, EMA, ``nondist_validation`` with PSNR/SSIM, image saving,
+    tensorboard) is BasicSR's ``SRModel``; checkpoints are written atomically and a NaN/inf loss stops
+    training (:mod:`cspsr_arch.checkpoint`). ``self.output`` is I_SR, so BasicSR's
     validation measures the VIS result; ``self.output_nir`` keeps NIR_SR.
 
     Options read on top of SRModel's:
@@ -30,6 +32,9 @@ class CSPSRModel(SRModel):
       stereo part of ``pretrain_network_g``;
     * ``train.freeze_disp``: keep the learned CVM fixed (default: fine-tune it through L_CSSC and the
       SR loss).
+
+    When training resumes, ``pretrain_network_disp`` is not loaded again: the resumed checkpoint already
+    holds the (fine-tuned) CVM weights.
     """
 
     def __init__(self, opt: dict) -> None:
@@ -50,12 +55,19 @@ class CSPSRModel(SRModel):
 
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']
+        for key in ('stereo_opt', 'shift_augment'):
+            if train_opt.get(key):
+                raise CSPSRInputError(f'train:{key} is read by CrossSpectralStereoModel (pre-training of the learned '
+                                      'CVM), not by CSPSRModel; remove it (pre-train with '
+                                      'options/train_disparity_*.yml and load it by path:pretrain_network_disp).')
         net = self.get_bare_model(self.net_g)
         if hasattr(net, 'cvm_net'):
             check_flip_geometry(self.opt, net.cvm_net.min_disp)
         elif train_opt.get('freeze_disp'):
             raise CSPSRInputError('train:freeze_disp needs network_g:cvm: learned.')
-        self._load_disp_network()
+        resuming = bool(self.opt['path'].get('resume_state'))
+        if not resuming:
+            self._load_disp_network()
         if train_opt.get('freeze_disp'):
             freeze(net.cvm_net)
         cssc_opt = train_opt.get('cssc_opt')
@@ -64,7 +76,7 @@ class CSPSRModel(SRModel):
                                   f"is {net.branches!r}); remove cssc_opt for the single-branch variants.")
         self.cri_cssc = build_loss(cssc_opt).to(self.device) if cssc_opt else None
         super().init_training_settings()
-        if hasattr(self, 'net_g_ema') and self.opt['path'].get('pretrain_network_g'):
+        if hasattr(self, 'net_g_ema') and self.opt['path'].get('pretrain_network_g') and not resuming:
             self._load_disp_network(self.net_g_ema)  # the EMA copy was loaded from pretrain_network_g
 
     def feed_data(self, data: dict) -> None:
@@ -104,6 +116,7 @@ class CSPSRModel(SRModel):
             l_total += l_cssc
             loss_dict['l_cssc'] = l_cssc
 
+        check_finite_loss(l_total, loss_dict, current_iter, self.opt)
         l_total.backward()
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)

@@ -1,0 +1,89 @@
+"""``basicsr infer``: super-resolve VIS/NIR pairs with a trained CSPSR and write PNGs.
+
+::
+
+    basicsr infer -opt options/train_CSPSR_x4.yml --model experiments/CSPSR_x4/models/net_g_latest.pth \\
+        --vis LR/VIS --nir LR/NIR --out results/infer [--tile 256 --tile-overlap 16] [--ensemble] [--bits 16]
+"""
+import argparse
+import os
+import time
+import torch
+from tqdm import tqdm
+
+from cspsr_arch.errors import CSPSRInputError
+
+
+def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``basicsr infer``."""
+    parser.add_argument('-opt', required=True, help='options file that built the model (its network_g is used)')
+    parser.add_argument('--model', default=None,
+                        help='checkpoint (.pth); default: path:pretrain_network_g of the options')
+    parser.add_argument('--vis', required=True, help='LR VIS (left view) image, or folder of them')
+    parser.add_argument('--nir', required=True, help='LR NIR (right view) image, or folder of them (matched by name)')
+    parser.add_argument('--disp', default=None,
+                        help='left disparity (16-bit PNG, round(d*256), LR pixels) or folder; for cvm: given models')
+    parser.add_argument('--out', required=True, help='output folder (or a .png file for a single pair)')
+    parser.add_argument('--scale', type=int, default=None, help="scale factor; must be the model's (default)")
+    parser.add_argument('--tile', type=int, default=0,
+                        help='tile side in LR pixels (0: whole image); bounds the memory on large inputs')
+    parser.add_argument('--tile-overlap', type=int, default=16, help='context margin around each tile, LR pixels')
+    parser.add_argument('--ensemble', action='store_true', help='average with the vertically flipped pair')
+    parser.add_argument('--bits', type=int, choices=[8, 16], default=None,
+                        help='output bit depth (default: that of the VIS input)')
+    parser.add_argument('--save-nir', action='store_true', help='also write the super-resolved NIR (<key>_nir.png)')
+    parser.add_argument('--param-key', choices=['params', 'params_ema'], default=None,
+                        help='weights to use (default: params_ema when the checkpoint has it, else params)')
+    parser.add_argument('--device', default='auto', help='auto (cuda when available), cpu, cuda, cuda:1 ...')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars (they show on a terminal only)')
+
+
+def _device(name: str) -> torch.device:
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CSPSRInputError(f'--device {name!r} is not a device; use auto, cpu or cuda[:N].') from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise CSPSRInputError(f'--device {name}: no GPU is visible; use --device cpu.')
+    return device
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    """Run ``basicsr infer`` with parsed arguments; returns the exit status (errors raise CSPSRInputError)."""
+    from cspsr_arch.infer_model import load_inference_model
+    from cspsr_arch.infer_pairs import discover_pairs, load_pair, output_paths, write_png
+    from cspsr_arch.inference import super_resolve
+
+    if args.tile < 0 or args.tile_overlap < 0:
+        raise CSPSRInputError('--tile and --tile-overlap must be >= 0.')
+    device = _device(args.device)
+    pairs = discover_pairs(args.vis, args.nir, args.disp)  # input errors before the model is loaded
+    net = load_inference_model(args.opt, args.model, args.param_key, args.scale, device)
+    if net.cvm == 'given' and not args.disp:
+        raise CSPSRInputError(f"{args.opt} builds a CSPSR with cvm: given, which warps the NIR image by a disparity "
+                              "map it does not compute: pass --disp (the left disparity, 16-bit PNG round(d*256) in LR "
+                              "pixels), or use a model trained with cvm: learned.")
+    if args.disp and net.cvm != 'given':
+        raise CSPSRInputError(f'--disp is only read by cvm: given models; this one has cvm: {net.cvm}. Remove --disp.')
+    start = time.time()
+    hide = True if args.quiet else None  # None: tqdm shows the bars on a terminal only
+    tiles = tqdm(total=1, unit='tile', leave=False, disable=hide, position=1) if args.tile else None
+    for pair in tqdm(pairs, unit='image', disable=hide, position=0):
+        loaded = load_pair(pair, device)
+        bits = args.bits or loaded.bits
+        result = super_resolve(net, loaded.vis, loaded.nir, loaded.disp, tile=args.tile or None,
+                               overlap=args.tile_overlap, ensemble=args.ensemble, bits=bits,
+                               with_nir=args.save_nir, progress=tiles)
+        paths = output_paths(args.out, pair.key, len(pairs) == 1)
+        write_png(paths['sr'], result.sr)
+        if result.nir_sr is not None:
+            write_png(paths['nir'], result.nir_sr)
+    if tiles is not None:
+        tiles.close()
+    where = args.out if len(pairs) > 1 or not args.out.lower().endswith('.png') else os.path.dirname(args.out) or '.'
+    print(f'basicsr infer: wrote {len(pairs)} image(s) to {where} (x{net.upscale}, '
+          f'{"tiles of " + str(args.tile) if args.tile else "untiled"}, {time.time() - start:.1f} s)')
+    return 0
+
