@@ -40,6 +40,8 @@ setup(
         'tqdm>=4.0',
         # Ships the photographs and the Middlebury stereo pair the embedded demo data set is made from.
         'scikit-image>=0.19',
+        # The HAT baseline (cspsr_arch/archs/hat_arch.py) is spandrel's implementation.
+        'spandrel>=0.4',
     ],
     extras_require={
         # tools/export_onnx.py: torch.onnx's torch.export-based exporter needs onnxscript; the check runs onnxruntime

@@ -47,22 +47,21 @@ import argparse
 import math
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
 from cspsr_arch.data.image_io import decode_disparity, encode_disparity
-from cspsr_arch.synthetic.scenes import SCENES, crop_box, forward_warp_disparity, load_scene, mirror_fill
+from cspsr_arch.synthetic.layout import PNG_PARAMS, to_u8, write_meta_info, write_sample  # noqa: F401 (re-exported)
+from cspsr_arch.synthetic.layout import prepare_split as _prepare_split
+from cspsr_arch.synthetic.scenes import SCENES, crop_box, load_scene, right_view, scene_rng
 from cspsr_arch.synthetic.spectra import GAMMA, nir_response
 
 # Test scenes: photographs with fine structure at every depth, the Middlebury motorcycle (with its real
 # disparity) and the cameraman. Dark, noisy scenes stay in training: there, noise in the ground truth,
 # which no method can predict, dominates the PSNR; smooth hazy ones (coffee) leave little to super-resolve.
 DEFAULT_TEST_SCENES: Tuple[str, ...] = ('motorcycle', 'camera')
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
 def vis_camera(rgb: np.ndarray, z: np.ndarray,
@@ -111,19 +110,9 @@ def vis_camera(rgb: np.ndarray, z: np.ndarray,
     return (np.clip(lin, 0, 1) ** (1 / GAMMA)).astype(np.float32), effects, t_nir
 
 
-def to_u8(img: np.ndarray) -> np.ndarray:
-    """Float [0, 1] image to uint8 (clip, round)."""
-    return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
-
-
 # The disparity encoding of datasets/README.md, owned by the data pipeline that decodes it.
 encode_disp = encode_disparity
 decode_disp = decode_disparity
-
-
-def scene_rng(name: str, seed: int, variant: int) -> np.random.Generator:
-    """Random generator of one (scene, variant), independent of the other scenes."""
-    return np.random.default_rng([int(seed), zlib.crc32(name.encode()), int(variant)])
 
 
 def render_scene(name: str, seed: int = 0, variant: int = 0, max_size: int = 480,
@@ -145,60 +134,18 @@ def render_scene(name: str, seed: int = 0, variant: int = 0, max_size: int = 480
     rgb, d_l = load_scene(name, rng, max_size, flip=variant % 2 == 1)
     box = crop_box(rgb.shape[0], rgb.shape[1], math.lcm(*[int(s) for s in scales]))
     rgb, d_l = np.ascontiguousarray(rgb[box]), np.ascontiguousarray(d_l[box])
-    h, w = d_l.shape
+    w = d_l.shape[1]
     z = (d_l.max() - d_l) / max(float(d_l.max() - d_l.min()), 1e-6)
     vis, effects, t_nir = vis_camera(rgb, z, rng)
     nir_left = nir_response(rgb, t_nir)
-    d_r, holes = forward_warp_disparity(d_l)
+    nir, d_r, _ = right_view(nir_left, d_l)
     xs = np.arange(w, dtype=np.float32)[None, :]
-    ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
-    nir = cv2.remap(nir_left, xs + d_r, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-    nir = mirror_fill(nir, holes, d_r)
     nir = nir + 0.004 * rng.standard_normal(nir.shape).astype(np.float32)
     back = np.round(xs - d_l).astype(np.int64)
     seen = np.take_along_axis(d_r, np.clip(back, 0, w - 1), 1)
     occ_left = (back < 0) | (seen > d_l + 1.0)
     return {'clean': rgb, 'vis': vis, 'nir': np.clip(nir, 0, 1), 'nir_left': nir_left, 'disp_l': d_l,
             'disp_r': d_r.astype(np.float32), 'occ_left': occ_left, 'effects': effects}
-
-
-def _prepare_split(root: Path, overwrite: bool) -> None:
-    """Refuse a non-empty split folder unless ``overwrite``; then remove only what this tool writes."""
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f'{root} exists and is not empty; pass --overwrite (overwrite=True) to replace it')
-        import shutil
-        for item in ('HR', 'LR_bicubic'):
-            if (root / item).is_dir():
-                shutil.rmtree(root / item)
-        (root / 'meta_info.txt').unlink(missing_ok=True)
-
-
-def write_sample(root: Path, key: str, sample: Dict[str, object], scales: Sequence[int]) -> None:
-    """Write all HR and LR streams of one scene under a split folder.
-
-    Args:
-        root: split folder (``.../train``).
-        key: file stem.
-        sample: output of :func:`render_scene`.
-        scales: SR scales.
-    """
-    from basicsr.utils.matlab_functions import imresize
-    hr = {'VIS': cv2.cvtColor(to_u8(sample['vis']), cv2.COLOR_RGB2BGR), 'NIR': to_u8(sample['nir'])}
-    disp = {'DISP_L': sample['disp_l'], 'DISP_R': sample['disp_r']}
-    outputs = {('HR', s): img for s, img in hr.items()}
-    outputs.update({('HR', s): encode_disp(d) for s, d in disp.items()})
-    for s in scales:
-        for stream, img in hr.items():
-            outputs[(f'LR_bicubic/X{s}', stream)] = to_u8(imresize(img.astype(np.float32) / 255.0, 1.0 / s))
-        for stream, d in disp.items():
-            hh, ww = d.shape[0] // s, d.shape[1] // s
-            outputs[(f'LR_bicubic/X{s}', stream)] = encode_disp(d.reshape(hh, s, ww, s).mean(axis=(1, 3)) / s)
-    for (level, stream), img in outputs.items():
-        folder = root / level / stream
-        folder.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(folder / f'{key}.png'), img, PNG_PARAMS):
-            raise OSError(f'could not write {folder / key}.png')
 
 
 def build_dataset(out_dir: str | Path, scales: Sequence[int] = (2, 4), seed: int = 0,
@@ -251,7 +198,7 @@ def build_dataset(out_dir: str | Path, scales: Sequence[int] = (2, 4), seed: int
             infos.append({'split': split, 'key': key, 'size': (h, w), 'effects': sample['effects'],
                           'disp_l': (float(sample['disp_l'].min()), float(sample['disp_l'].max())),
                           'occluded': float(sample['occ_left'].mean())})
-        (root / 'meta_info.txt').write_text('\n'.join(sorted(meta)) + '\n')
+        write_meta_info(root, meta)
         keys[split] = sorted(m.split('.png')[0] for m in meta)
     return keys, infos
 

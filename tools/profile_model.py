@@ -2,7 +2,10 @@
 """Profile SR networks on one frame: parameters, GFLOPs, latency and peak memory.
 
 Default: the paper's CSPSR (``CSPSR()``) beside BasicSR's EDSR baseline (64 features, 16 blocks, x4),
-on a 582x429 HR frame (LR 145x107 at x4; HR cropped to 580x428), on the CPU.
+on a 582x429 HR frame (LR 145x107 at x4; HR cropped to 580x428), on the CPU. ``--models`` also takes
+RCAN, HAT and ConcatNIR; every network is the ``network_g`` of ``options/train_<model>_x4.yml`` (with
+``upscale`` set to ``--scale``). ``tools/benchmark.py`` calls :func:`profile` and :func:`cpu_peak_memory`
+with the networks it trained.
 
 * **GFLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over one forward pass (a multiply-add
   counts 2 FLOPs; element-wise operations such as the dynamic filtering are not counted by it).
@@ -11,8 +14,8 @@ on a 582x429 HR frame (LR 145x107 at x4; HR cropped to 580x428), on the CPU.
   peak resident set size during one forward pass in a fresh process that built the model (the peak is
   reset through ``/proc/self/clear_refs`` just before it).
 
-Usage: ``python tools/profile_model.py [--models CSPSR EDSR] [--hr 582x429] [--scale 4] [--runs 5]
-[--device cpu] [--json results/profile.json]``.
+Usage: ``python tools/profile_model.py [--models CSPSR EDSR RCAN HAT ConcatNIR] [--hr 582x429] [--scale 4]
+[--runs 5] [--device cpu] [--json results/profile.json]``.
 """
 import argparse
 import json
@@ -26,17 +29,36 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ('CSPSR', 'EDSR', 'RCAN', 'HAT', 'ConcatNIR')
 
-def build(name: str, scale: int) -> Tuple[torch.nn.Module, bool]:
-    """The model and whether it takes the NIR stream (``lq, lq_nir, disp``) besides the VIS image."""
-    import cspsr_arch  # noqa: F401  (registers CSPSR)
+
+def network_options(name: str, scale: int) -> Dict[str, object]:
+    """``network_g`` of ``options/train_<name>_x4.yml`` with ``upscale`` = ``scale``.
+
+    Args:
+        name: One of :data:`MODELS`.
+        scale: Scale factor.
+    """
+    from cspsr_arch.options import load_options
+    if name not in MODELS:
+        raise ValueError(f'unknown model {name!r}: choose from {", ".join(MODELS)}')
+    opt = dict(load_options(str(ROOT / 'options' / f'train_{name}_x4.yml'))['network_g'])
+    opt['upscale'] = scale
+    return opt
+
+
+def build(network_opt: Dict[str, object]) -> Tuple[torch.nn.Module, bool]:
+    """The network of BasicSR ``network_g`` options, and whether it takes the NIR stream (``lq, lq_nir, disp``).
+
+    Args:
+        network_opt: ``type`` (a registered arch) and its arguments.
+    """
+    import cspsr_arch  # noqa: F401  (registers CSPSR, HAT)
     from basicsr.utils.registry import ARCH_REGISTRY
-    if name == 'CSPSR':
-        return ARCH_REGISTRY.get('CSPSR')(upscale=scale), True
-    if name == 'EDSR':
-        return ARCH_REGISTRY.get('EDSR')(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16, upscale=scale,
-                                         res_scale=1, img_range=255.), False
-    raise ValueError(f'unknown model {name!r}: choose CSPSR or EDSR')
+    opt = dict(network_opt)
+    arch = opt.pop('type')
+    return ARCH_REGISTRY.get(arch)(**opt), arch == 'CSPSR'
 
 
 def inputs(cross_spectral: bool, lr_hw: Tuple[int, int], device: torch.device) -> tuple:
@@ -53,9 +75,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def profile(name: str, scale: int, lr_hw: Tuple[int, int], runs: int, device: torch.device) -> Dict[str, float]:
-    """Params, GFLOPs and latency of one model in this process (and peak memory on CUDA)."""
-    model, cross_spectral = build(name, scale)
+def profile(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
+            device: torch.device) -> Dict[str, float]:
+    """Params, GFLOPs and latency of one network in this process (and peak memory on CUDA).
+
+    Args:
+        network_opt: BasicSR ``network_g`` options.
+        lr_hw: LR input (height, width).
+        runs: Timed forward passes (the median is reported) after one warm-up.
+        device: Where to run.
+    """
+    model, cross_spectral = build(network_opt)
     model = model.to(device).eval()
     args = inputs(cross_spectral, lr_hw, device)
     result = {'params_M': sum(p.numel() for p in model.parameters()) / 1e6}
@@ -87,15 +117,22 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f'{field} not in /proc/self/status')
 
 
-def cpu_peak_memory(name: str, scale: int, lr_hw: Tuple[int, int]) -> float:
-    """Peak RSS growth (MB) of a fresh process that builds ``name`` and runs one forward pass."""
-    cmd = [sys.executable, __file__, '--memory-worker', name, '--scale', str(scale), '--lr', f'{lr_hw[1]}x{lr_hw[0]}']
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+def cpu_peak_memory(network_opt: Dict[str, object], lr_hw: Tuple[int, int]) -> float:
+    """Peak RSS growth (MB) of a fresh process that builds the network and runs one forward pass.
+
+    Args:
+        network_opt: BasicSR ``network_g`` options.
+        lr_hw: LR input (height, width).
+    """
+    cmd = [sys.executable, __file__, '--memory-worker', json.dumps(network_opt), '--lr', f'{lr_hw[1]}x{lr_hw[0]}']
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f'memory measurement of {network_opt} failed:\n{out.stderr[-3000:]}')
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _memory_worker(name: str, scale: int, lr_hw: Tuple[int, int]) -> None:
-    model, cross_spectral = build(name, scale)
+def _memory_worker(network_opt: Dict[str, object], lr_hw: Tuple[int, int]) -> None:
+    model, cross_spectral = build(network_opt)
     args = inputs(cross_spectral, lr_hw, torch.device('cpu'))
     Path('/proc/self/clear_refs').write_text('5')  # reset the peak RSS (VmHWM) to the current RSS
     before = _status_mb('VmRSS')
@@ -112,7 +149,7 @@ def _size(text: str) -> Tuple[int, int]:
 def main(argv: Optional[List[str]] = None) -> int:
     """Profile the models and print a table (and JSON with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--models', nargs='+', default=['CSPSR', 'EDSR'], choices=['CSPSR', 'EDSR'])
+    parser.add_argument('--models', nargs='+', default=['CSPSR', 'EDSR'], choices=MODELS)
     parser.add_argument('--hr', default='582x429', help='HR frame WxH (cropped to a multiple of the scale)')
     parser.add_argument('--scale', type=int, default=4, choices=[2, 3, 4])
     parser.add_argument('--runs', type=int, default=5, help='timed forward passes (median reported)')
@@ -122,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--lr', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_worker:
-        _memory_worker(args.memory_worker, args.scale, _size(args.lr))
+        _memory_worker(json.loads(args.memory_worker), _size(args.lr))
         return 0
     hr_h, hr_w = _size(args.hr)
     lr_hw = (hr_h // args.scale, hr_w // args.scale)
@@ -130,15 +167,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     report = {'hr': f'{lr_hw[1] * args.scale}x{lr_hw[0] * args.scale}', 'lr': f'{lr_hw[1]}x{lr_hw[0]}',
               'scale': args.scale, 'device': str(device), 'threads': torch.get_num_threads(), 'models': {}}
     for name in args.models:
-        figures = profile(name, args.scale, lr_hw, args.runs, device)
+        network_opt = network_options(name, args.scale)
+        figures = profile(network_opt, lr_hw, args.runs, device)
         if device.type == 'cpu':
-            figures['peak_mem_MB'] = cpu_peak_memory(name, args.scale, lr_hw)
+            figures['peak_mem_MB'] = cpu_peak_memory(network_opt, lr_hw)
         report['models'][name] = figures
     print(f"HR {report['hr']} (LR {report['lr']}, x{args.scale}) on {device}, {report['threads']} threads, "
           f'median of {args.runs} runs')
-    print(f"{'model':<8} {'params (M)':>10} {'GFLOPs':>8} {'latency (s)':>12} {'peak mem (MB)':>14}")
+    print(f"{'model':<10} {'params (M)':>10} {'GFLOPs':>8} {'latency (s)':>12} {'peak mem (MB)':>14}")
     for name, f in report['models'].items():
-        print(f"{name:<8} {f['params_M']:>10.3f} {f['gflops']:>8.1f} {f['latency_s']:>12.3f} {f['peak_mem_MB']:>14.0f}")
+        print(f"{name:<10} {f['params_M']:>10.3f} {f['gflops']:>8.1f} {f['latency_s']:>12.3f} {f['peak_mem_MB']:>14.0f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + '\n')

@@ -1,10 +1,12 @@
-"""Scenes and stereo geometry of the synthetic cross-spectral set (used by ``tools/make_synthetic_rgbnir.py``).
+"""Scenes and stereo geometry of the synthetic cross-spectral set (``tools/make_synthetic_rgbnir.py``); the
+geometry also makes the right views of ``tools/make_semisynthetic_rgbnir.py``.
 
 Clean RGB scenes come from photographs that ship inside scikit-image (read from its ``data`` folder,
 never downloaded), each with a left disparity: the Middlebury motorcycle's real one, or a synthetic
 ground plane with fronto-parallel layers. The row operations turn a left disparity into the right
 one (z-buffered forward warp) and fill disocclusions from the background side.
 """
+import zlib
 from pathlib import Path
 from typing import Tuple
 
@@ -43,6 +45,31 @@ def _fit(img: np.ndarray, max_size: int) -> Tuple[np.ndarray, float]:
         size = (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f)))
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     return img, f
+
+
+def scene_rng(name: str, seed: int, variant: int) -> np.random.Generator:
+    """Random generator of one (scene, variant), independent of the other scenes.
+
+    Args:
+        name: scene name or key.
+        seed: data set seed.
+        variant: variant index.
+    """
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode()), int(variant)])
+
+
+def disparity_range(rng: np.random.Generator, longest_side: int) -> Tuple[float, float]:
+    """Random (farthest, largest) disparity of a scene, in pixels, for an image whose longest side is given.
+
+    A 480-pixel image gets 1-6 pixels at the far end and 24-44 at most (a stereo rig with a short
+    baseline); larger images scale these in proportion.
+
+    Args:
+        rng: random generator (two draws).
+        longest_side: longest image side in pixels.
+    """
+    ref = longest_side / 480.0
+    return rng.uniform(1.0, 6.0) * ref, rng.uniform(24.0, 44.0) * ref
 
 
 def crop_box(h: int, w: int, mult: int) -> Tuple[slice, slice]:
@@ -143,6 +170,28 @@ def mirror_fill(img: np.ndarray, holes: np.ndarray, d_r: np.ndarray) -> np.ndarr
     src = np.where(holes, np.clip(src, 0, w - 1), x)
     ys = np.broadcast_to(np.arange(h)[:, None], (h, w))
     return img[ys, src]
+
+
+def right_view(img_left: np.ndarray, d_l: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The right view of a left-view image with a known left disparity, and the right disparity.
+
+    ``d_r`` is the z-buffered forward warp of ``d_l`` (:func:`forward_warp_disparity`); the image is
+    resampled as ``img_r(y, x) = img_l(y, x + d_r(y, x))`` (bicubic) and disoccluded pixels are filled by
+    mirroring from their background side (:func:`mirror_fill`).
+
+    Args:
+        img_left: float32 image (H, W) or (H, W, C) of the left view.
+        d_l: left disparity (H, W), pixels, >= 0.
+
+    Returns:
+        (right image float32, right disparity float32 (H, W), bool disocclusion mask (H, W)).
+    """
+    h, w = d_l.shape
+    d_r, holes = forward_warp_disparity(d_l)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
+    img = cv2.remap(img_left, xs + d_r, ys, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    return mirror_fill(img, holes, d_r), d_r, holes
 
 
 def synth_disparity(rgb: np.ndarray, rng: np.random.Generator, dmin: float, dmax: float) -> np.ndarray:
@@ -269,8 +318,7 @@ def load_scene(name: str, rng: np.random.Generator, max_size: int, flip: bool) -
     Returns:
         (rgb float32 (H, W, 3) in [0, 1], disparity float32 (H, W)).
     """
-    ref = max_size / 480.0
-    dmin, dmax = rng.uniform(1.0, 6.0) * ref, rng.uniform(24.0, 44.0) * ref
+    dmin, dmax = disparity_range(rng, max_size)
     if name == 'textures':
         rgb, d = textures_scene(rng, max_size, dmin, dmax)
     elif name == 'motorcycle':

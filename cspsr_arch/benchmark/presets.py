@@ -1,0 +1,117 @@
+"""Benchmark presets: the data, the models, their sizes and the common training budget.
+
+Every model of a preset trains on the same training split with the same iterations, batch, patch size,
+optimizer, learning-rate schedule and pixel loss; CSPSR adds its own L_CSSC term and its learned
+cross-view matching is pre-trained first (its own, reported budget). The networks are those of the
+option files (``options/train_<model>_x<s>.yml``); a preset may shrink them (``networks``) to fit its
+budget, the same way for every scale.
+
+* ``quick``: tiny data (96- and 128-pixel images), networks of 10-60 k parameters, 1600 iterations; about
+  2.5 minutes on a CPU with one thread (used by ``tests/test_benchmark.py``). Its HAT uses
+  ``img_range: 255`` (as BasicSR's EDSR and RCAN do): with HAT's own 1 the tiny HAT did not get past
+  bicubic interpolation within this budget.
+* ``cpu``: the largest budget that fits about an hour on a 2-core CPU: networks of 0.1-0.25 M
+  parameters, 4000 iterations of batch 8 with 96-pixel patches (sized from measured iteration rates,
+  see README "Results").
+* ``paper``: the option files as they are (paper-size networks, 120x120 patches, batch 32, 500k
+  iterations, learned-CVM pre-training of 20k iterations), x2 and x4; meant for a GPU.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+SR_MODELS: Tuple[str, ...] = ('EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'CSPSR')
+"""Models of the main table, in the order of the tables; ``CSPSR_given`` is an optional reference row."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One benchmark configuration (None: keep the option files' value).
+
+    Attributes:
+        name: Preset name.
+        scales: SR scales.
+        synthetic: Keyword arguments of ``tools/make_synthetic_rgbnir.build_dataset``.
+        semisynthetic: Keyword arguments of ``tools/make_semisynthetic_rgbnir.build_dataset`` (without input).
+        iters: Training iterations of every SR model.
+        batch: Batch size of every SR model.
+        gt_size: HR patch size of every SR model.
+        lr: Adam learning rate of every SR model.
+        cosine: Cosine decay to 1e-6 over ``iters`` (False: the option files' schedule).
+        pixel_loss: ``'L1Loss'`` or ``'MSELoss'`` (None: the option files' MSE).
+        stereo_iters: Pre-training iterations of CSPSR's learned CVM.
+        stereo_batch: Its batch size.
+        stereo_gt_size: Its HR patch size.
+        max_disp_hr: Disparity search range of the learned CVM in HR pixels (LR: divided by the scale,
+            rounded up); None: the option files' range.
+        networks: Per model, network options merged over the option file's ``network_g``.
+        given_reference: Also train CSPSR with the data set's ground-truth disparity (``cvm: given``).
+        num_worker: Data-loader worker processes.
+        print_freq: Iterations between log lines (and progress-bar updates).
+        checkpoints: Checkpoints per training run (resume points).
+        profile_runs: Timed forward passes per latency figure.
+        paper_cost: Also profile the paper-size networks of the option files (two timed runs each).
+    """
+
+    name: str
+    scales: Tuple[int, ...]
+    synthetic: Dict[str, object]
+    semisynthetic: Dict[str, object]
+    iters: Optional[int] = None
+    batch: Optional[int] = None
+    gt_size: Optional[int] = None
+    lr: Optional[float] = None
+    cosine: bool = False
+    pixel_loss: Optional[str] = None
+    stereo_iters: Optional[int] = None
+    stereo_batch: Optional[int] = None
+    stereo_gt_size: Optional[int] = None
+    max_disp_hr: Optional[int] = None
+    networks: Dict[str, Dict[str, object]] = field(default_factory=dict)
+    given_reference: bool = True
+    num_worker: int = 0
+    print_freq: int = 100
+    checkpoints: int = 4
+    profile_runs: int = 5
+    paper_cost: bool = True
+
+
+QUICK = Preset(
+    name='quick', scales=(4, ),
+    synthetic={'scenes': ('astronaut', 'chelsea', 'coffee', 'color', 'coins', 'motorcycle'),
+               'test_scenes': ('coins', 'motorcycle'), 'max_size': 96, 'variants': 2},
+    semisynthetic={'max_size': 128, 'variants': 2, 'test_scenes': ('scene_tree', )},
+    iters=1600, batch=8, gt_size=32, lr=2e-3, cosine=True,
+    stereo_iters=50, stereo_batch=8, stereo_gt_size=64, max_disp_hr=16,
+    networks={
+        'CSPSR': {'num_feat': 8, 'num_dmf': 2, 'norm': 'instance'},
+        'ConcatNIR': {'num_feat': 8, 'num_dmf': 2},
+        'EDSR': {'num_feat': 16, 'num_block': 2},
+        'RCAN': {'num_feat': 16, 'num_group': 1, 'num_block': 2, 'squeeze_factor': 4},
+        'HAT': {'embed_dim': 16, 'depths': [2], 'num_heads': [2], 'window_size': 4, 'compress_ratio': 2,
+                'squeeze_factor': 4, 'num_feat': 16, 'img_range': 255.},
+    },
+    given_reference=False, print_freq=50, checkpoints=1, profile_runs=2, paper_cost=False)
+
+CPU = Preset(
+    name='cpu', scales=(4, ),
+    synthetic={'max_size': 480, 'variants': 2},
+    semisynthetic={'max_size': 480, 'variants': 8, 'test_scenes': ('scene_tree', )},
+    iters=4000, batch=8, gt_size=96, lr=1e-3, cosine=True,
+    stereo_iters=1500, stereo_batch=8, stereo_gt_size=128, max_disp_hr=48,
+    networks={
+        'CSPSR': {'num_feat': 32, 'num_dmf': 4, 'norm': 'instance'},
+        'ConcatNIR': {'num_feat': 32, 'num_dmf': 4},
+        'EDSR': {'num_feat': 32, 'num_block': 8},
+        'RCAN': {'num_feat': 32, 'num_group': 2, 'num_block': 4, 'squeeze_factor': 8},
+        'HAT': {'embed_dim': 32, 'depths': [2, 2], 'num_heads': [4, 4], 'window_size': 8, 'compress_ratio': 4,
+                'squeeze_factor': 8, 'num_feat': 32},
+    },
+    given_reference=True, print_freq=50, checkpoints=8, profile_runs=5)
+
+PAPER = Preset(
+    name='paper', scales=(2, 4),
+    synthetic={'max_size': 480, 'variants': 2},
+    semisynthetic={'max_size': 640, 'variants': 8, 'test_scenes': ('scene_tree', )},
+    given_reference=True, num_worker=4, print_freq=100, checkpoints=20, profile_runs=10)
+
+PRESETS: Dict[str, Preset] = {p.name: p for p in (QUICK, CPU, PAPER)}

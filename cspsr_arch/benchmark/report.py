@@ -1,0 +1,210 @@
+"""The benchmark report: ``report.json`` (every figure) and ``report.md`` (the tables a person reads), and
+the visual comparison picture (the paper's Figure 5 analog)."""
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+LABELS = {
+    'bicubic': 'Bicubic', 'EDSR': 'EDSR', 'RCAN': 'RCAN', 'HAT': 'HAT', 'ConcatNIR': 'Concat (VIS+NIR input)',
+    'CSPSR': 'CSPSR', 'CSPSR_given': 'CSPSR, ground-truth disparity', 'GT': 'Ground truth'
+}
+FIGURE_ROWS = ('bicubic', 'EDSR', 'RCAN', 'HAT', 'CSPSR', 'GT')
+"""Panels of the comparison picture, left to right (those the run has)."""
+
+
+def label(row: str) -> str:
+    """Display name of a table row."""
+    return LABELS.get(row, row)
+
+
+def _fmt(value: Optional[float], digits: int) -> str:
+    return '-' if value is None else f'{value:.{digits}f}'
+
+
+def _minutes(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return '-'
+    return f'{seconds:.0f} s' if seconds < 60 else f'{seconds / 60:.1f} min'
+
+
+def select_crop(gts: Dict[str, np.ndarray], size: int) -> Tuple[str, int, int]:
+    """The ``size`` x ``size`` window with the most ground-truth detail (mean gradient magnitude) over all
+    test images: chosen from the ground truth only, never from a model's output.
+
+    Args:
+        gts: Key -> uint8 BGR ground truth.
+        size: Window side.
+
+    Returns:
+        (key, top, left).
+    """
+    best = (-1.0, '', 0, 0)
+    for key, gt in sorted(gts.items()):
+        grey = cv2.cvtColor(gt, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        grad = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+        mean = cv2.boxFilter(grad, -1, (size, size), normalize=True, borderType=cv2.BORDER_CONSTANT)
+        half = size // 2
+        inner = mean[half:gt.shape[0] - size + half + 1, half:gt.shape[1] - size + half + 1]
+        if inner.size == 0:
+            continue
+        y, x = np.unravel_index(int(np.argmax(inner)), inner.shape)
+        if inner[y, x] > best[0]:
+            best = (float(inner[y, x]), key, int(y), int(x))
+    if not best[1]:
+        raise ValueError(f'no test image is at least {size} pixels on each side')
+    return best[1], best[2], best[3]
+
+
+def comparison_figure(image_dir: Path, rows: Sequence[str], out_path: Path, scale: int) -> dict:
+    """Side-by-side crops of bicubic, the models and the ground truth, with the crop's PSNR under each.
+
+    Args:
+        image_dir: Folder of ``<key>_<row>.png`` outputs and ``<key>_GT.png``.
+        rows: Rows to show, in order (``GT`` last).
+        out_path: PNG to write.
+        scale: Scale factor (the crop is aligned to it).
+
+    Returns:
+        dict: ``key``, ``box`` (top, left, size) and ``psnr`` per row.
+    """
+    from basicsr.metrics import calculate_psnr
+    gts = {p.name[:-len('_GT.png')]: cv2.imread(str(p)) for p in sorted(image_dir.glob('*_GT.png'))}
+    side = min(min(g.shape[:2]) for g in gts.values())
+    size = max(scale * 4, min(96, side // 2) // scale * scale)
+    key, top, left = select_crop(gts, size)
+    zoom = max(1, 192 // size)
+    gt_crop = gts[key][top:top + size, left:left + size]
+    panels, psnrs = [], {}
+    for row in rows:
+        img = cv2.imread(str(image_dir / f'{key}_{row}.png'))
+        crop = img[top:top + size, left:left + size]
+        big = cv2.resize(crop, (size * zoom, size * zoom), interpolation=cv2.INTER_NEAREST)
+        strip = np.full((44, big.shape[1], 3), 255, np.uint8)
+        cv2.putText(strip, label(row)[:22], (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        if row != 'GT':
+            psnrs[row] = float(calculate_psnr(crop, gt_crop, 0))
+            cv2.putText(strip, f'{psnrs[row]:.2f} dB', (4, 37), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                        cv2.LINE_AA)
+        panel = np.concatenate([big, strip], axis=0)
+        panels.append(cv2.copyMakeBorder(panel, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=(255, 255, 255)))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out_path), np.concatenate(panels, axis=1))
+    return {'key': key, 'box': [top, left, size], 'psnr': psnrs}
+
+
+def check_finite(value, where: str = 'report') -> None:
+    """Raise ValueError if any number in a nested structure is NaN or infinite."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, f'{where}.{k}')
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite(v, f'{where}[{i}]')
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f'{where} is {value}')
+
+
+def _results_tables(report: dict) -> List[str]:
+    lines = []
+    for dataset, by_scale in report['results'].items():
+        for scale, rows in by_scale.items():
+            lines += [f'### {dataset}, {scale} ({report["datasets"][dataset]["test_images"]} test images)', '',
+                      '| model | PSNR (dB) | SSIM | PSNR-Y (dB) | SSIM-Y | training |', '| --- | --- | --- | --- | --- | --- |']
+            for row, r in rows.items():
+                lines.append(f"| {label(row)} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['psnr_y']:.2f} | "
+                             f"{r['ssim_y']:.4f} | {_minutes(r.get('train_s'))} |")
+            stereo = report['stereo'].get(scale)
+            if stereo:
+                lines.append(f"\nCSPSR's learned CVM was pre-trained first: {stereo['iters']} iterations, "
+                             f"{_minutes(stereo['train_s'])} (not in its training time above).")
+            lines.append('')
+    return lines
+
+
+def _profile_table(report: dict) -> List[str]:
+    prof = report['profile']
+    gpu = any('latency_gpu_s' in f for by_row in prof['scales'].values() for f in by_row.values())
+    threads = f"{prof['cpu_threads']} thread" + ('s' if prof['cpu_threads'] != 1 else '')
+    lines = [f"Networks as trained here, on one {prof['frame']} HR frame; CPU latency with {threads}, median of "
+             f"{prof['runs']} runs; peak memory: {prof['memory']}.", '']
+    for scale, rows in prof['scales'].items():
+        head = '| model | params (M) | GFLOPs | CPU latency (s) |' + (' GPU latency (ms) |' if gpu else '') + \
+            ' peak memory (MB) |'
+        lines += [f'**{scale}**', '', head, '|' + ' --- |' * (head.count('|') - 1)]
+        for row, f in rows.items():
+            gpu_col = f" {_fmt(f.get('latency_gpu_s', 0) * 1e3, 1)} |" if gpu else ''
+            lines.append(f"| {label(row)} | {f['params_M']:.3f} | {f['gflops']:.1f} | {f['latency_cpu_s']:.3f} |{gpu_col}"
+                         f" {f['peak_mem_MB']:.0f} |")
+        lines.append('')
+    paper = prof.get('paper_size_x4')
+    if paper:
+        lines += ['**x4, the paper-size networks of the option files** (EDSR-baseline, RCAN, HAT, CSPSR(); not trained '
+                  'here; median of 2 runs)', '', '| model | params (M) | GFLOPs | CPU latency (s) | peak memory (MB) |',
+                  '| --- | --- | --- | --- | --- |']
+        lines += [f"| {label(row)} | {f['params_M']:.3f} | {f['gflops']:.1f} | {f['latency_cpu_s']:.3f} | "
+                  f"{f['peak_mem_MB']:.0f} |" for row, f in paper.items()]
+        lines.append('')
+    return lines
+
+
+def _ablation_table(report: dict) -> List[str]:
+    lines = []
+    for dataset, rows in report['ablation'].items():
+        lines += [f'### {dataset}, x4', '', '| variant | PSNR (dB) | SSIM | PSNR-Y (dB) | training |',
+                  '| --- | --- | --- | --- | --- |']
+        for r in rows.values():
+            lines.append(f"| {r['label']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['psnr_y']:.2f} | "
+                         f"{_minutes(r.get('train_s'))} |")
+        lines.append('')
+    return lines
+
+
+def markdown(report: dict) -> str:
+    """``report.md`` from the report dictionary."""
+    b = report['budget']
+    m = report['machine']
+    lines = [f"# Benchmark `{report['benchmark']}` (preset `{report['preset']}`)", '',
+             f"Command: `{report['command']}`  ", f"Finished {report['created']} on {m['cpus']} CPU cores ({m['torch_threads']} torch threads)"
+             + (f", GPU {m['gpu']}" if m.get('gpu') else ', no GPU') + f", torch {m['torch']}.", '',
+             '## Protocol', '',
+             f"Every model trains on the same training split for the same budget: {b['iters']} iterations of batch "
+             f"{b['batch']} with {b['gt_size']}x{b['gt_size']} HR patches (vertical flips only), Adam lr {b['lr']:g}, "
+             f"{b['schedule']}, {b['pixel_loss']} pixel loss; CSPSR adds 0.1 x L_CSSC and fine-tunes its learned "
+             f"cross-view matching, pre-trained without labels for {b['stereo_iters']} iterations (batch "
+             f"{b['stereo_batch']}, {b['stereo_gt_size']}-pixel HR patches). Scores: PSNR/SSIM of 8-bit images on "
+             'RGB and on Y (BasicSR), border = scale, mean over the test images; training times are wall times.', '']
+    lines.append(f"Every model trains once, on the union of the data sets' training splits ({report['train_images']} "
+                 'images), and is tested on each test split:')
+    lines.append('')
+    for dataset, d in report['datasets'].items():
+        lines.append(f"* **{dataset}**: {d['description']} Train: {d['train_images']} images; test: "
+                     f"{', '.join(d['test_keys'])}.")
+    lines += ['', '## Networks', '']
+    for row, d in report['models'].items():
+        lines.append(f"* **{label(row)}** ({d['model_type']}): {d['description']}")
+    lines += ['', '## Table 1 analog: PSNR / SSIM', ''] + _results_tables(report)
+    lines += ['## Cost', ''] + _profile_table(report)
+    if report.get('ablation'):
+        lines += ['## Table 4 analog: ablations (x4)', ''] + _ablation_table(report)
+    if report.get('figures'):
+        lines += ['## Visual comparison', '']
+        for dataset, fig in report['figures'].items():
+            shown = ', '.join(f'{label(r)} {v:.2f} dB' for r, v in fig['psnr'].items())
+            lines += [f"{dataset}, {fig['scale']}: the {fig['box'][2]}x{fig['box'][2]} HR crop of `{fig['key']}` with the "
+                      f'most ground-truth detail (chosen from the ground truth only); PSNR of the crop: {shown}.', '',
+                      f"![{dataset}]({fig['path']})", '']
+    lines += ['## Targets', '']
+    for t in report['targets']:
+        lines.append(f"* {t['what']}: {t['value']} (goal {t['goal']}): **{'met' if t['met'] else 'not met'}**")
+    return '\n'.join(lines) + '\n'
+
+
+def write(report: dict, out_dir: Path) -> None:
+    """Check that every number is finite, then write ``report.json`` and ``report.md``."""
+    check_finite(report)
+    (out_dir / 'report.json').write_text(json.dumps(report, indent=1) + '\n')
+    (out_dir / 'report.md').write_text(markdown(report))

@@ -1,0 +1,226 @@
+"""The training runs of a benchmark and their option files.
+
+Each run's options start from the project's option file of that model and scale (so a network is
+defined in one place): ``options/train_<model>_x<s>.yml`` for the SR models (EDSR, RCAN, HAT and the
+concatenation baseline on ``options/base/rgbnir_stereo_x<s>.yml``, CSPSR), ``options/train_disparity_x<s>.yml``
+for the pre-training of CSPSR's learned cross-view matching, ``options/ablation/*.yml`` for the Table 4
+variants. The benchmark then replaces the data (its own splits, in memory, horizontal flips off for every
+model; one training split for every model, see ``tools/benchmark.py``), applies the preset's common budget (iterations, batch, patch, optimizer, schedule, pixel loss)
+and network sizes, drops BasicSR's validation (the benchmark evaluates every model itself) and points
+``path:pretrain_network_disp`` at the pre-trained disparity network of the same data and scale.
+"""
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from cspsr_arch.benchmark.presets import Preset
+from cspsr_arch.options import load_options, merge_options
+
+ABLATION_LABELS = {
+    'baseline_x4': 'Baseline (VIS only)', 'w_nir_x4': 'w/ NIR (concatenated)', 'w_cvm_x4': 'w/ CVM (concatenated)',
+    'wo_cvm_x4': 'w/o CVM', 'wo_csft_x4': 'w/o CSFT', 'wo_dyconv_x4': 'w/o DyConv', 'wo_cssc_x4': 'w/o L_CSSC',
+    'full_x4': 'Full (CSPSR)'
+}
+"""Row labels of the paper's Table 4 for the files of ``options/ablation``."""
+
+
+@dataclass
+class Run:
+    """One training run.
+
+    Attributes:
+        name: Experiment name (``experiments/<name>``).
+        model: Row name (``EDSR``, ``CSPSR``, ``CSPSR_given``, ``stereo``, ``Ablation_<stem>``).
+        scale: Scale factor.
+        opt: Complete options (no ``base``), what ``basicsr train`` gets.
+        stereo: Name of the run whose disparity network this one loads, or None.
+    """
+
+    name: str
+    model: str
+    scale: int
+    opt: dict
+    stereo: Optional[str] = None
+
+    @property
+    def checkpoint(self) -> str:
+        """Where ``basicsr train`` leaves the final weights, relative to the benchmark folder."""
+        return f'experiments/{self.name}/models/net_g_latest.pth'
+
+
+def dataset_options(split: Path, scale: int, phase: str, gt_size: Optional[int] = None, batch: Optional[int] = None,
+                    num_worker: int = 0, nir_gt: bool = True, disparity: bool = False) -> dict:
+    """``PairedCrossSpectralDataset`` options for a split in the canonical layout.
+
+    Args:
+        split: Split folder (``.../train``).
+        scale: Scale factor.
+        phase: ``'train'`` or ``'test'``.
+        gt_size: HR patch size (training).
+        batch: Batch size (training).
+        num_worker: Data-loader workers (training).
+        nir_gt: Read the HR NIR (L_CSSC needs it).
+        disparity: Read the left and right disparities (``cvm: given``, and the test split).
+    """
+    lr = split / 'LR_bicubic' / f'X{scale}'
+    opt = {'name': f'{split.parent.name}_{split.name}', 'type': 'PairedCrossSpectralDataset',
+           'dataroot_gt': str(split / 'HR' / 'VIS'), 'dataroot_lq': str(lr / 'VIS'), 'dataroot_lq_nir': str(lr / 'NIR'),
+           'meta_info_file': str(split / 'meta_info.txt'), 'io_backend': {'type': 'disk'}}
+    if nir_gt:
+        opt['dataroot_gt_nir'] = str(split / 'HR' / 'NIR')
+    if disparity:
+        opt.update(dataroot_disp=str(lr / 'DISP_L'), dataroot_disp_r=str(lr / 'DISP_R'))
+    if phase == 'train':
+        opt.update(cache_in_memory=True, gt_size=gt_size, use_hflip=False, use_vflip=True, num_worker_per_gpu=num_worker,
+                   batch_size_per_gpu=batch, dataset_enlarge_ratio=100, prefetch_mode=None)
+    return opt
+
+
+def _common(opt: dict, name: str, preset: Preset, iters: int) -> dict:
+    opt = dict(opt, name=name, num_gpu='auto')
+    opt.pop('val', None)
+    opt['path'] = {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None}
+    opt['logger'] = {'print_freq': preset.print_freq, 'save_checkpoint_freq': max(1, iters // preset.checkpoints),
+                     'use_tb_logger': False}
+    return opt
+
+
+def _max_disp(preset: Preset, scale: int, current: int) -> int:
+    return current if preset.max_disp_hr is None else math.ceil(preset.max_disp_hr / scale)
+
+
+def _sr_train_options(train: dict, preset: Preset) -> dict:
+    """The option file's ``train`` section with the preset's common budget."""
+    train = dict(train)
+    iters = preset.iters or train['total_iter']
+    train['total_iter'] = iters
+    if preset.lr is not None:
+        train['optim_g'] = {'type': 'Adam', 'lr': preset.lr, 'weight_decay': 0, 'betas': [0.9, 0.999]}
+    if preset.cosine:
+        train['scheduler'] = {'type': 'CosineAnnealingRestartLR', 'periods': [iters], 'restart_weights': [1],
+                              'eta_min': 1e-6}
+    if preset.pixel_loss is not None:
+        train['pixel_opt'] = {'type': preset.pixel_loss, 'loss_weight': 1.0, 'reduction': 'mean'}
+    return train
+
+
+def stereo_run(options_dir: Path, train_dir: Path, scale: int, preset: Preset) -> Run:
+    """Label-free pre-training of CSPSR's learned cross-view matching (``train_disparity_x<s>.yml``)."""
+    source = load_options(str(options_dir / f'train_disparity_x{scale}.yml'))
+    train = dict(source['train'])
+    iters = preset.stereo_iters or train['total_iter']
+    train['total_iter'] = iters
+    if train['scheduler']['type'] == 'CosineAnnealingRestartLR':
+        train['scheduler'] = dict(train['scheduler'], periods=[iters], restart_weights=[1])
+    src_train = source['datasets']['train']
+    name = f'stereo_x{scale}'
+    opt = _common(source, name, preset, iters)
+    opt['network_g'] = dict(source['network_g'], max_disp=_max_disp(preset, scale, source['network_g']['max_disp']))
+    opt['train'] = train
+    opt['datasets'] = {'train': dataset_options(train_dir, scale, 'train',
+                                                preset.stereo_gt_size or src_train['gt_size'],
+                                                preset.stereo_batch or src_train['batch_size_per_gpu'],
+                                                preset.num_worker, nir_gt=False)}
+    return Run(name, 'stereo', scale, opt)
+
+
+def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, preset: Preset, network: dict,
+            stereo: Optional[Run]) -> Run:
+    train = _sr_train_options(source['train'], preset)
+    opt = _common(source, name, preset, train['total_iter'])
+    opt['network_g'], opt['train'] = network, train
+    src_train = source['datasets']['train']
+    given = network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'given'
+    learned = network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'learned'
+    opt['datasets'] = {'train': dataset_options(train_dir, scale, 'train', preset.gt_size or src_train['gt_size'],
+                                                preset.batch or src_train['batch_size_per_gpu'], preset.num_worker,
+                                                disparity=given)}
+    if learned:
+        if stereo is None or stereo.opt['network_g']['max_disp'] != network.get('max_disp', 24):
+            raise ValueError(f'{name}: the learned CVM needs a pre-trained disparity network of the same range.')
+        opt['path']['pretrain_network_disp'] = stereo.checkpoint
+    return Run(name, model, scale, opt, stereo.name if learned else None)
+
+
+def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: Preset,
+           stereo: Optional[Run] = None) -> Run:
+    """A run of one SR model (``EDSR``, ``RCAN``, ``HAT``, ``ConcatNIR``, ``CSPSR`` or ``CSPSR_given``).
+
+    Args:
+        options_dir: The project's ``options`` folder.
+        model: Row name.
+        train_dir: Training split.
+        scale: Scale factor.
+        preset: Budget and sizes.
+        stereo: The disparity pre-training run (CSPSR with the learned CVM).
+    """
+    source_model = 'CSPSR' if model == 'CSPSR_given' else model
+    source = load_options(str(options_dir / f'train_{source_model}_x{scale}.yml'))
+    network = merge_options(source['network_g'], preset.networks.get(source_model, {}))
+    if model == 'CSPSR_given':
+        network['cvm'] = 'given'
+    if network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'learned':
+        network['max_disp'] = _max_disp(preset, scale, network.get('max_disp', 24))
+    return _sr_run(source, f'{model}_x{scale}', model, train_dir, scale, preset, network, stereo)
+
+
+def ablation_runs(options_dir: Path, train_dir: Path, preset: Preset, stereo: Run, cspsr: Run) -> Dict[str, Run]:
+    """The Table 4 variants of ``options/ablation`` (x4) with the preset's budget; ``full_x4`` is ``cspsr``
+    itself when their options agree (the same network, loss and budget), else a run of its own.
+
+    Returns:
+        dict: file stem -> run.
+    """
+    runs = {}
+    for path in sorted((options_dir / 'ablation').glob('*_x4.yml')):
+        source = load_options(str(path))
+        network = merge_options(source['network_g'], preset.networks.get('CSPSR', {}))
+        if network.get('cvm', 'learned') == 'learned':
+            network['max_disp'] = _max_disp(preset, 4, network.get('max_disp', 24))
+        run = _sr_run(source, f'Ablation_{path.stem}', f'Ablation_{path.stem}', train_dir, 4, preset, network, stereo)
+        same = {k: v for k, v in run.opt.items() if k != 'name'} == {k: v for k, v in cspsr.opt.items() if k != 'name'}
+        runs[path.stem] = cspsr if same else run
+    return runs
+
+
+@dataclass
+class Plan:
+    """Every run of a benchmark and where its rows go.
+
+    Attributes:
+        runs: Runs in training order (each disparity pre-training before the runs that load it).
+        table: Scale -> SR model row -> run.
+        ablation: Ablation file stem -> run (x4).
+    """
+
+    runs: List[Run]
+    table: Dict[int, Dict[str, Run]]
+    ablation: Dict[str, Run]
+
+
+def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], ablations: bool) -> Plan:
+    """Every run of a benchmark: all models train on ``train_dir``.
+
+    Args:
+        options_dir: The project's ``options`` folder.
+        train_dir: The training split.
+        preset: Budget and sizes.
+        models: SR model rows to train.
+        ablations: Add the Table 4 variants (x4).
+    """
+    runs: Dict[str, Run] = {}
+    table, ablation = {}, {}
+    for scale in preset.scales:
+        stereo = stereo_run(options_dir, train_dir, scale, preset)
+        rows = {m: sr_run(options_dir, m, train_dir, scale, preset, stereo) for m in models}
+        table[scale] = rows
+        group = list(rows.values())
+        if ablations and scale == 4:
+            cspsr = rows.get('CSPSR') or sr_run(options_dir, 'CSPSR', train_dir, 4, preset, stereo)
+            ablation = ablation_runs(options_dir, train_dir, preset, stereo, cspsr)
+            group += list(ablation.values())
+        if any(run.stereo == stereo.name for run in group):
+            runs[stereo.name] = stereo
+        runs.update((run.name, run) for run in group)
+    return Plan(list(runs.values()), table, ablation)

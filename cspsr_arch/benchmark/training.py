@@ -1,0 +1,141 @@
+"""Training one benchmark run with ``basicsr train`` in this process, with a progress bar, its wall time,
+and resumption.
+
+The options go to ``<root>/options/<name>.yml`` and :func:`cspsr_arch.cli.run` runs BasicSR's own
+``train_pipeline`` on them with ``--auto_resume`` (experiments under ``<root>/experiments``). BasicSR's
+``basicsr`` logger is set up here before each run, writing to ``<root>/logs/<name>.log`` and feeding the
+progress bar instead of the console (BasicSR sets it up only once per process). A finished run leaves
+``experiments/<name>/benchmark.json`` (options, iterations, accumulated wall time) and is not trained
+again; an interrupted one resumes from its last checkpoint. A run folder made with other options is an
+error (delete it, or use another benchmark name), never silently mixed.
+"""
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from cspsr_arch.benchmark.runs import Run
+from cspsr_arch.errors import CSPSRInputError
+
+ITER_RE = re.compile(r'(?:\[epoch:\s*\d+, iter:|Resuming training from epoch: \d+, iter:)\s*([\d,]+)')
+LOG_FORMAT = '%(asctime)s %(levelname)s: %(message)s'
+
+
+class _ProgressHandler(logging.Handler):
+    """Moves a tqdm bar to the iteration of BasicSR's log lines."""
+
+    def __init__(self, bar) -> None:
+        super().__init__(logging.INFO)
+        self.bar = bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = ITER_RE.search(record.getMessage())
+        if match:
+            self.bar.n = min(int(match.group(1).replace(',', '')), self.bar.total)
+            self.bar.refresh()
+
+
+def setup_logger(log_file: Path, bar=None) -> logging.Logger:
+    """(Re)initialise BasicSR's ``basicsr`` logger: a log file and a progress bar (if any), no console output.
+
+    Args:
+        log_file: Log file (appended to).
+        bar: tqdm bar moved to the iteration of the training log lines, or None.
+    """
+    from basicsr.utils import logger as basicsr_logger
+    logger = logging.getLogger('basicsr')
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    file_handler = logging.FileHandler(log_file, 'a')
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger.addHandler(file_handler)
+    if bar is not None:
+        logger.addHandler(_ProgressHandler(bar))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    basicsr_logger.initialized_logger['basicsr'] = True  # get_root_logger returns it as it is
+    return logger
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def write_options(run: Run, root: Path) -> Path:
+    """Write the run's complete options to ``<root>/options/<name>.yml``; return the path."""
+    path = root / 'options' / f'{run.name}.yml'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opt = _plain(run.opt)
+    if 'path' in opt:  # checkpoints of other runs are relative to the benchmark folder
+        opt['path'] = {k: (str(root / v) if k == 'pretrain_network_disp' and v else v) for k, v in opt['path'].items()}
+    path.write_text(f'# {run.model} at x{run.scale}, written by tools/benchmark.py\n'
+                    + yaml.safe_dump(opt, sort_keys=False))
+    return path
+
+
+def done_record(run: Run, root: Path, data: str = '') -> Optional[dict]:
+    """The record of a finished run, None when it has not finished; an error when made with other options.
+
+    Args:
+        run: The run.
+        root: The benchmark folder.
+        data: Fingerprint of the training data (the generators' settings); other data is refused too.
+    """
+    record_file = root / 'experiments' / run.name / 'benchmark.json'
+    if not record_file.is_file():
+        return None
+    record = json.loads(record_file.read_text())
+    if record['options'] != _plain(run.opt) or record.get('data', '') != data:
+        raise CSPSRInputError(f'{record_file.parent} was trained with other options than this benchmark asks for '
+                              f'(preset, option files or data changed); delete that folder to retrain it, or pass '
+                              f'another --name.')
+    return record
+
+
+def train(run: Run, root: Path, data: str = '', position: int = 0) -> dict:
+    """Train a run unless it has finished; return its record (``wall_s``, ``iters``, ``options``).
+
+    Args:
+        run: The run.
+        root: The benchmark folder.
+        data: Fingerprint of the training data (see :func:`done_record`).
+        position: Line of the progress bar.
+    """
+    from tqdm import tqdm
+
+    from cspsr_arch.cli import run as basicsr_run
+    record = done_record(run, root, data)
+    if record is not None:
+        return record
+    exp = root / 'experiments' / run.name
+    partial_file = root / 'logs' / f'{run.name}.time.json'
+    partial_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = json.loads(partial_file.read_text()) if partial_file.is_file() and exp.is_dir() else {'wall_s': 0.0}
+    if (partial.get('options', _plain(run.opt)), partial.get('data', data)) != (_plain(run.opt), data):
+        raise CSPSRInputError(f'{exp} holds an interrupted run with other options or data than this benchmark asks '
+                              'for; delete it (and its logs/ files) to start again, or pass another --name.')
+    opt_file = write_options(run, root)
+    iters = run.opt['train']['total_iter']
+    with tqdm(total=iters, desc=f'train {run.name}', unit='it', position=position, leave=True,
+              dynamic_ncols=True) as bar:
+        setup_logger(root / 'logs' / f'{run.name}.log', bar)
+        start = time.perf_counter()
+        try:
+            basicsr_run('train', ['-opt', str(opt_file), '--auto_resume'], root_path=str(root))
+        finally:
+            partial = {'wall_s': partial['wall_s'] + time.perf_counter() - start, 'options': _plain(run.opt),
+                       'data': data}
+            partial_file.write_text(json.dumps(partial))
+        bar.n = iters
+        bar.refresh()
+    setup_logger(root / 'logs' / 'benchmark.log')  # detach the closed bar
+    record = {'name': run.name, 'iters': iters, 'wall_s': partial['wall_s'], 'options': _plain(run.opt), 'data': data}
+    (exp / 'benchmark.json').write_text(json.dumps(record, indent=1))
+    return record

@@ -1,0 +1,152 @@
+"""tools/benchmark.py --preset quick end to end: report structure, finite figures, bicubic below every trained
+model, one protocol for every model, and a second run that trains nothing."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+from conftest import SHARED_REAL
+
+from cspsr_arch.benchmark.runs import Run
+from cspsr_arch.benchmark.training import done_record
+from cspsr_arch.errors import CSPSRInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ['EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'CSPSR']
+METRICS = ('psnr', 'ssim', 'psnr_y', 'ssim_y')
+PROTOCOL = ('total_iter', 'optim_g', 'scheduler', 'pixel_opt', 'warmup_iter')
+
+
+def _benchmark(out: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--preset', 'quick', '--out', str(out), '--threads', '1']
+    return subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope='module')
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp('bench')
+    proc = _benchmark(out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return out, proc
+
+
+def _numbers(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _numbers(v)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield value
+
+
+def test_quick_report_has_every_table_with_finite_figures(quick):
+    out, proc = quick
+    root = out / 'quick'
+    report = json.loads((root / 'report.json').read_text())
+    datasets = ['synthetic'] + (['semisynthetic'] if SHARED_REAL.is_dir() else [])
+    assert list(report['results']) == datasets and list(report['datasets']) == datasets
+    numbers = list(_numbers(report))
+    assert len(numbers) > 100 and all(math.isfinite(v) for v in numbers)
+    for dataset in datasets:
+        rows = report['results'][dataset]['x4']
+        assert list(rows) == ['bicubic', *MODELS]
+        for row, scores in rows.items():
+            assert 10 < scores['psnr'] < 50 and 0 < scores['ssim'] < 1 and 0 < scores['ssim_y'] < 1, (dataset, row)
+        for model in MODELS:  # every trained model beats bicubic interpolation
+            assert rows[model]['psnr'] > rows['bicubic']['psnr'], (dataset, model, rows)
+            assert rows[model]['iters'] == 1600 and rows[model]['train_s'] > 0
+        figure = report['figures'][dataset]
+        assert list(figure['psnr']) == ['bicubic', 'EDSR', 'RCAN', 'HAT', 'CSPSR']
+        picture = cv2.imread(str(root / figure['path']))
+        size = figure['box'][2] * max(1, 192 // figure['box'][2])
+        assert picture.shape[1] == 6 * (size + 4) and picture.shape[0] == size + 44 + 4  # 6 panels + labels
+    assert report['stereo']['x4']['iters'] == 50
+    cost = report['profile']['scales']['x4']
+    assert list(cost) == MODELS
+    for figures in cost.values():
+        assert figures['params_M'] > 0 and figures['gflops'] > 0 and figures['latency_cpu_s'] > 0
+        assert figures['peak_mem_MB'] >= 0
+    assert cost['EDSR']['params_M'] == pytest.approx(0.031, abs=0.002)  # 16 features, 2 blocks
+    assert [t['what'].split(',')[0] for t in report['targets']][:len(datasets)] == ['CSPSR - EDSR PSNR'] * len(datasets)
+    assert all(isinstance(t['met'], bool) for t in report['targets'])
+    md = (root / 'report.md').read_text()
+    for text in ('## Table 1 analog: PSNR / SSIM', '| Bicubic |', '| CSPSR |', '## Cost', '## Targets',
+                 '![synthetic](figures/synthetic_x4.png)', 'python tools/benchmark.py --preset quick'):
+        assert text in md, text
+    assert 'report.md' in proc.stdout
+
+
+def test_every_model_has_the_same_data_and_budget(quick):
+    out, _ = quick
+    options = {p.stem: yaml.safe_load(p.read_text()) for p in (out / 'quick' / 'options').glob('*.yml')}
+    assert set(options) == {f'{m}_x4' for m in MODELS} | {'stereo_x4'}
+    sr = [options[f'{m}_x4'] for m in MODELS]
+    for opt in sr:
+        assert {k: opt['train'][k] for k in PROTOCOL} == {k: sr[0]['train'][k] for k in PROTOCOL}
+        data = opt['datasets']['train']
+        for key in ('dataroot_gt', 'dataroot_lq', 'meta_info_file', 'gt_size', 'batch_size_per_gpu'):
+            assert data[key] == sr[0]['datasets']['train'][key], key
+        assert data['use_hflip'] is False and 'val' not in opt
+    cspsr = options['CSPSR_x4']
+    assert cspsr['network_g']['cvm'] == 'learned' and cspsr['train']['cssc_opt']['loss_weight'] == 0.1
+    assert cspsr['path']['pretrain_network_disp'].endswith('experiments/stereo_x4/models/net_g_latest.pth')
+    assert options['stereo_x4']['network_g']['max_disp'] == cspsr['network_g']['max_disp'] == 4
+    assert options['ConcatNIR_x4']['network_g']['branches'] == 'concat'
+    assert options['HAT_x4']['model_type'] == 'SRModel' and options['HAT_x4']['network_g']['type'] == 'HAT'
+
+
+def test_a_second_run_retrains_nothing_and_reports_the_same(quick):
+    out, _ = quick
+    root = out / 'quick'
+    checkpoints = {p: p.stat().st_mtime_ns for p in root.glob('experiments/*/models/net_g_latest.pth')}
+    assert len(checkpoints) == len(MODELS) + 1
+    before = json.loads((root / 'report.json').read_text())
+    proc = _benchmark(out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints
+    after = json.loads((root / 'report.json').read_text())
+    assert after['results'] == before['results'] and after['profile'] == before['profile']
+
+
+def test_a_run_trained_with_other_options_is_refused(tmp_path):
+    run = Run('EDSR_x4', 'EDSR', 4, {'train': {'total_iter': 10}})
+    (tmp_path / 'experiments' / 'EDSR_x4').mkdir(parents=True)
+    record = tmp_path / 'experiments' / 'EDSR_x4' / 'benchmark.json'
+    record.write_text(json.dumps({'options': {'train': {'total_iter': 10}}, 'wall_s': 1.0, 'iters': 10}))
+    assert done_record(run, tmp_path)['wall_s'] == 1.0
+    with pytest.raises(CSPSRInputError, match='delete that folder'):
+        done_record(run, tmp_path, data='{"synthetic": {"max_size": 480}}')  # same options, other data
+    record.write_text(json.dumps({'options': {'train': {'total_iter': 20}}, 'wall_s': 1.0, 'iters': 20}))
+    with pytest.raises(CSPSRInputError, match='delete that folder'):
+        done_record(run, tmp_path)
+
+
+@pytest.mark.parametrize('preset_name', ['quick', 'cpu', 'paper'])
+def test_every_preset_plans_runs_the_strict_option_checker_accepts(preset_name, tmp_path):
+    from toy_data import make_toy_split
+
+    from cspsr_arch.benchmark.presets import PRESETS, SR_MODELS
+    from cspsr_arch.benchmark.runs import plan
+    from cspsr_arch.options import check_options, load_options
+    make_toy_split(tmp_path / 'train', scales=(2, 4))
+    preset = PRESETS[preset_name]
+    runs = plan(ROOT / 'options', tmp_path / 'train', preset, [*SR_MODELS, 'CSPSR_given'], ablations=True)
+    assert runs.ablation['full_x4'] is runs.table[4]['CSPSR']  # Table 4's full model is the CSPSR row itself
+    assert len(runs.ablation) == 8 and [r.model for r in runs.runs].count('stereo') == len(preset.scales)
+    for run in runs.runs:
+        opt = dict(run.opt, is_train=True, path={k: v for k, v in run.opt['path'].items() if k != 'pretrain_network_disp'})
+        check_options(opt)  # every key is one the code reads; the data roots exist
+        assert opt['datasets']['train']['use_hflip'] is False
+    if preset_name == 'paper':  # the option files as they are
+        for model in SR_MODELS:
+            source = load_options(str(ROOT / 'options' / f'train_{model}_x4.yml'))
+            opt = runs.table[4][model].opt
+            assert opt['network_g'] == source['network_g'] and opt['train'] == source['train']
+            assert opt['datasets']['train']['batch_size_per_gpu'] == 32 and opt['datasets']['train']['gt_size'] == 120
+        assert runs.runs[0].opt['train']['total_iter'] == 20000
