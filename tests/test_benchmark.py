@@ -2,6 +2,7 @@
 model, one protocol for every model, and a second run that trains nothing."""
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,68 @@ def test_every_preset_plans_runs_the_strict_option_checker_accepts(preset_name, 
             assert opt['network_g'] == source['network_g'] and opt['train'] == source['train']
             assert opt['datasets']['train']['batch_size_per_gpu'] == 32 and opt['datasets']['train']['gt_size'] == 120
         assert runs.runs[0].opt['train']['total_iter'] == 20000
+
+
+def test_a_run_locked_by_a_live_process_is_left_to_it(tmp_path):
+    from cspsr_arch.benchmark.training import claim
+    run = Run('EDSR_x4', 'EDSR', 4, {'train': {'total_iter': 10}})
+    lock = tmp_path / 'experiments' / 'EDSR_x4.lock'
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        lock.parent.mkdir(parents=True)
+        lock.write_text(str(other.pid))
+        assert claim(run, tmp_path) is None  # held by a live process
+    finally:
+        other.kill()
+        other.wait()
+    assert claim(run, tmp_path) == lock and lock.read_text() == str(os.getpid())  # its process died: taken over
+    assert claim(run, tmp_path) == lock  # our own lock, left by an interrupted call
+    lock.write_text('')
+    assert claim(run, tmp_path) is None  # being written by another process
+    assert claim(run, tmp_path, fresh_s=0.0) == lock  # an empty lock that stays empty is stale
+
+
+def test_train_all_comes_back_to_runs_trained_elsewhere(tmp_path, monkeypatch):
+    from cspsr_arch.benchmark import training
+    runs = [Run('stereo_x4', 'stereo', 4, {}), Run('EDSR_x4', 'EDSR', 4, {}),
+            Run('CSPSR_x4', 'CSPSR', 4, {}, stereo='stereo_x4'), Run('RCAN_x4', 'RCAN', 4, {})]
+    busy = {'stereo_x4': 2, 'EDSR_x4': 1}  # calls for which another process still holds the run
+    calls = []
+
+    def fake_train(run, root, data='', position=0):
+        calls.append(run.name)
+        if busy.get(run.name, 0):
+            busy[run.name] -= 1
+            return None
+        return {'name': run.name}
+
+    monkeypatch.setattr(training, 'train', fake_train)
+    records = training.train_all(runs, tmp_path, poll_s=0.0)
+    assert set(records) == {r.name for r in runs}
+    # CSPSR loads the stereo run's network: it is never started before that run has finished
+    assert calls == ['stereo_x4', 'EDSR_x4', 'RCAN_x4', 'stereo_x4', 'EDSR_x4', 'stereo_x4', 'CSPSR_x4']
+
+
+def test_the_combined_training_split_is_kept_when_unchanged(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('bench_tool', ROOT / 'tools' / 'benchmark.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    split = tmp_path / 'syn' / 'train'
+    streams = ['HR/VIS', 'HR/NIR', 'HR/DISP_L', 'HR/DISP_R'] + [f'LR_bicubic/X4/{k}' for k in ('VIS', 'NIR', 'DISP_L', 'DISP_R')]
+    for stream in streams:
+        (split / stream).mkdir(parents=True)
+        for key in ('a', 'b'):
+            (split / stream / f'{key}.png').write_bytes(b'png ' + key.encode())
+    (split / 'meta_info.txt').write_text('a.png (8, 8, 3)\nb.png (8, 8, 3)\n')
+    data = {'syn': {'dir': tmp_path / 'syn'}}
+    out = tool.combine_train_splits(data, tmp_path / 'train', [4])
+    assert (out / 'meta_info.txt').read_text() == 'syn__a.png (8, 8, 3)\nsyn__b.png (8, 8, 3)\n'
+    assert len(list(out.rglob('*.png'))) == 2 * len(streams)
+    (out / 'reader_was_here').touch()
+    assert tool.combine_train_splits(data, tmp_path / 'train', [4]) == out
+    assert (out / 'reader_was_here').exists()  # not rebuilt under a reader's feet
+    (split / 'meta_info.txt').write_text('a.png (8, 8, 3)\n')
+    tool.combine_train_splits(data, tmp_path / 'train', [4])
+    assert (out / 'meta_info.txt').read_text() == 'syn__a.png (8, 8, 3)\n' and not (out / 'HR/VIS/syn__b.png').exists()
+    assert not (out / 'reader_was_here').exists()

@@ -27,7 +27,10 @@ Presets: ``--preset quick`` (tiny data and networks, a few minutes on a CPU; wha
 Usage::
 
     python tools/benchmark.py --preset quick [--name NAME] [--out results/benchmark] [--models EDSR CSPSR ...]
-                              [--ablations] [--real ../shared/data/real_rgbnir]
+                              [--ablations] [--real ../shared/data/real_rgbnir] [--threads N] [--train-only]
+
+A second process started with the same arguments and ``--train-only`` shares the training (runs are
+locked while trained, see ``cspsr_arch.benchmark.training``) and stops without evaluating.
 """
 from __future__ import annotations
 
@@ -124,7 +127,8 @@ def prepare_data(data_root: Path, preset, real: Optional[Path]) -> Dict[str, dic
 
 def combine_train_splits(data: Dict[str, dict], out: Path, scales: Sequence[int]) -> Path:
     """One training split holding every data set's training images (keys ``<data set>__<key>``), hard-linked
-    (copied where links are impossible); rebuilt each time (cheap).
+    (copied where links are impossible); kept as it is when it already holds exactly these images (another
+benchmark process may be reading it), rebuilt otherwise.
 
     Args:
         data: Data set name -> record of :func:`prepare_data`.
@@ -132,23 +136,30 @@ def combine_train_splits(data: Dict[str, dict], out: Path, scales: Sequence[int]
         scales: Scales whose LR folders to include.
     """
     import shutil
-    if out.exists():
-        shutil.rmtree(out)
     streams = ['HR/VIS', 'HR/NIR', 'HR/DISP_L', 'HR/DISP_R'] + [
         f'LR_bicubic/X{s}/{k}' for s in scales for k in ('VIS', 'NIR', 'DISP_L', 'DISP_R')]
-    meta = []
+    meta, files = [], []
     for name, record in data.items():
         split = record['dir'] / 'train'
         for line in (split / 'meta_info.txt').read_text().splitlines():
             key = line.split('.png')[0]
             meta.append(f'{name}__{line}')
-            for stream in streams:
-                (out / stream).mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(split / stream / f'{key}.png', out / stream / f'{name}__{key}.png')
-                except OSError:
-                    shutil.copyfile(split / stream / f'{key}.png', out / stream / f'{name}__{key}.png')
-    (out / 'meta_info.txt').write_text('\n'.join(meta) + '\n')
+            files += [(split / stream / f'{key}.png', out / stream / f'{name}__{key}.png') for stream in streams]
+    meta_text = '\n'.join(meta) + '\n'
+    meta_file = out / 'meta_info.txt'
+    if meta_file.is_file() and meta_file.read_text() == meta_text and all(
+            dst.is_file() and dst.stat().st_size == src.stat().st_size and dst.stat().st_mtime >= src.stat().st_mtime
+            for src, dst in files):
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    for src, dst in files:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    meta_file.write_text(meta_text)
     return out
 
 
@@ -247,13 +258,13 @@ def _budget(preset, sample: dict) -> dict:
 
 
 def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations: bool, real: Optional[Path],
-                  command: str) -> dict:
-    """Everything of the module docstring; returns the report dictionary."""
+                  command: str, train_only: bool = False) -> Optional[dict]:
+    """Everything of the module docstring; returns the report dictionary (None with ``train_only``)."""
     import torch
 
     from cspsr_arch.benchmark import report as report_mod
     from cspsr_arch.benchmark.runs import plan as make_plan
-    from cspsr_arch.benchmark.training import setup_logger, train
+    from cspsr_arch.benchmark.training import setup_logger, train_all
     root = (out / name).resolve()
     (root / 'logs').mkdir(parents=True, exist_ok=True)
     setup_logger(root / 'logs' / 'benchmark.log')
@@ -261,10 +272,9 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
     train_dir = combine_train_splits(data, root / 'data' / 'train', preset.scales)
     plan = make_plan(ROOT / 'options', train_dir, preset, list(models), ablations)
     fingerprint = json.dumps({k: v['settings'] for k, v in data.items()}, sort_keys=True)
-    records = {}
-    for i, run in enumerate(plan.runs):
-        print(f'[benchmark] training {i + 1}/{len(plan.runs)}: {run.name}', flush=True)
-        records[run.name] = train(run, root, fingerprint)
+    records = train_all(plan.runs, root, fingerprint)
+    if train_only:
+        return None
     results, stereo, ablation = _evaluate_all(plan, data, records, root)
     first = plan.table[min(plan.table)]
     report = {
@@ -311,6 +321,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--ablations', action='store_true', help='also train the Table 4 variants (x4)')
     p.add_argument('--real', default=str(DEFAULT_REAL), help=f'folder of real *_rgb/*_nir pairs (default: {DEFAULT_REAL})')
     p.add_argument('--iters', type=int, default=None, help="override the preset's training iterations")
+    p.add_argument('--train-only', action='store_true',
+                   help='train and stop (no evaluation, no report): a helper process sharing the training of a '
+                        'benchmark that another process runs with the same arguments')
     p.add_argument('--threads', type=int, default=None,
                    help='CPU threads of torch (default: its own choice, all cores); 1 is faster on a busy machine')
     args = p.parse_args(argv)
@@ -326,11 +339,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     start = time.time()
     try:
         report = run_benchmark(preset, args.name or preset.name, Path(args.out), models, args.ablations,
-                               Path(args.real) if args.real else None, 'python tools/benchmark.py ' + ' '.join(argv))
+                               Path(args.real) if args.real else None,
+                               'python tools/benchmark.py ' + ' '.join(a for a in argv if a != '--train-only'),
+                               train_only=args.train_only)
     except CSPSRInputError as err:
         print(f'benchmark: error: {err}', file=sys.stderr)
         return 2
     root = Path(args.out) / (args.name or preset.name)
+    if report is None:
+        print(f'\ntrained: {root / "experiments"} ({(time.time() - start) / 60:.1f} min)')
+        return 0
     for dataset, by_scale in report['results'].items():
         for scale, rows in by_scale.items():
             print(f'\n{dataset} {scale}: ' + '  '.join(f"{k} {v['psnr']:.2f}" for k, v in rows.items()))

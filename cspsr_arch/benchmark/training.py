@@ -8,13 +8,19 @@ progress bar instead of the console (BasicSR sets it up only once per process). 
 ``experiments/<name>/benchmark.json`` (options, iterations, accumulated wall time) and is not trained
 again; an interrupted one resumes from its last checkpoint. A run folder made with other options is an
 error (delete it, or use another benchmark name), never silently mixed.
+
+Several processes may share one benchmark's training (one per core or GPU, see ``--train-only`` of
+``tools/benchmark.py``): a run being trained holds ``experiments/<name>.lock`` (the process id), the other
+processes go on with the next run and come back to it once it has finished; the lock of a process that
+died is taken over (the run resumes from its last checkpoint).
 """
 import json
 import logging
+import os
 import re
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional, Sequence
 
 import yaml
 
@@ -99,7 +105,48 @@ def done_record(run: Run, root: Path, data: str = '') -> Optional[dict]:
     return record
 
 
-def train(run: Run, root: Path, data: str = '', position: int = 0) -> dict:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(run: Run, root: Path, fresh_s: float = 30.0) -> Optional[Path]:
+    """Take the lock of a run; None when another live process holds it.
+
+    Args:
+        run: The run.
+        root: The benchmark folder.
+        fresh_s: A lock file without a process id yet (being written) counts as held for this long.
+
+    Returns:
+        The lock file (delete it when done), or None.
+    """
+    lock = root / 'experiments' / f'{run.name}.lock'
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                text, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime
+            except FileNotFoundError:
+                continue  # released meanwhile
+            pid = int(text) if text.isdigit() else 0
+            if (pid and pid != os.getpid() and _alive(pid)) or (not pid and age < fresh_s):
+                return None
+            lock.unlink(missing_ok=True)  # its process died (or it is ours, left by an interrupted call)
+            continue
+        with os.fdopen(fd, 'w') as f:
+            f.write(str(os.getpid()))
+        return lock
+
+
+def train(run: Run, root: Path, data: str = '', position: int = 0) -> Optional[dict]:
     """Train a run unless it has finished; return its record (``wall_s``, ``iters``, ``options``).
 
     Args:
@@ -107,13 +154,62 @@ def train(run: Run, root: Path, data: str = '', position: int = 0) -> dict:
         root: The benchmark folder.
         data: Fingerprint of the training data (see :func:`done_record`).
         position: Line of the progress bar.
-    """
-    from tqdm import tqdm
 
-    from cspsr_arch.cli import run as basicsr_run
+    Returns:
+        The record, or None when another process is training the run now.
+    """
     record = done_record(run, root, data)
     if record is not None:
         return record
+    lock = claim(run, root)
+    if lock is None:
+        return None
+    try:
+        record = done_record(run, root, data)  # finished by another process since the first look
+        return record if record is not None else _train(run, root, data, position)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def train_all(runs: Sequence[Run], root: Path, data: str = '', poll_s: float = 30.0) -> Dict[str, dict]:
+    """Train (or reuse) every run; runs that another process is training are waited for at the end.
+
+    A run that loads another run's disparity network waits until that one has finished.
+
+    Args:
+        runs: The runs, in order.
+        root: The benchmark folder.
+        data: Fingerprint of the training data.
+        poll_s: Seconds between looks at runs trained elsewhere.
+
+    Returns:
+        Run name -> record.
+    """
+    records: Dict[str, dict] = {}
+    pending: List[Run] = list(runs)
+    while pending:
+        later = []
+        for run in pending:
+            if run.stereo and run.stereo not in records:
+                later.append(run)
+                continue
+            print(f'[benchmark] training {len(records) + 1}/{len(runs)}: {run.name}', flush=True)
+            record = train(run, root, data)
+            if record is None:
+                print(f'[benchmark] {run.name}: another process is training it, back to it later', flush=True)
+                later.append(run)
+            else:
+                records[run.name] = record
+        if len(later) == len(pending):
+            time.sleep(poll_s)
+        pending = later
+    return records
+
+
+def _train(run: Run, root: Path, data: str, position: int) -> dict:
+    from tqdm import tqdm
+
+    from cspsr_arch.cli import run as basicsr_run
     exp = root / 'experiments' / run.name
     partial_file = root / 'logs' / f'{run.name}.time.json'
     partial_file.parent.mkdir(parents=True, exist_ok=True)
