@@ -125,10 +125,20 @@ def prepare_data(data_root: Path, preset, real: Optional[Path]) -> Dict[str, dic
     return out
 
 
+def _up_to_date(src: Path, dst: Path) -> bool:
+    """``dst`` is a hard link or a complete copy of ``src`` made after it."""
+    try:
+        d = dst.stat()
+    except FileNotFoundError:
+        return False
+    s = src.stat()
+    return d.st_size == s.st_size and d.st_mtime >= s.st_mtime
+
+
 def combine_train_splits(data: Dict[str, dict], out: Path, scales: Sequence[int]) -> Path:
     """One training split holding every data set's training images (keys ``<data set>__<key>``), hard-linked
     (copied where links are impossible); kept as it is when it already holds exactly these images (another
-benchmark process may be reading it), rebuilt otherwise.
+    benchmark process may be reading it), rebuilt otherwise.
 
     Args:
         data: Data set name -> record of :func:`prepare_data`.
@@ -147,9 +157,7 @@ benchmark process may be reading it), rebuilt otherwise.
             files += [(split / stream / f'{key}.png', out / stream / f'{name}__{key}.png') for stream in streams]
     meta_text = '\n'.join(meta) + '\n'
     meta_file = out / 'meta_info.txt'
-    if meta_file.is_file() and meta_file.read_text() == meta_text and all(
-            dst.is_file() and dst.stat().st_size == src.stat().st_size and dst.stat().st_mtime >= src.stat().st_mtime
-            for src, dst in files):
+    if meta_file.is_file() and meta_file.read_text() == meta_text and all(_up_to_date(*f) for f in files):
         return out
     if out.exists():
         shutil.rmtree(out)
