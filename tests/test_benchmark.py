@@ -153,6 +153,31 @@ def test_every_preset_plans_runs_the_strict_option_checker_accepts(preset_name, 
         assert runs.runs[0].opt['train']['total_iter'] == 20000
 
 
+def test_network_options_from_the_command_line_reach_the_runs_and_typos_are_refused(tmp_path):
+    from toy_data import make_toy_split
+
+    from cspsr_arch.benchmark.presets import CPU, with_networks
+    from cspsr_arch.benchmark.runs import plan
+    make_toy_split(tmp_path / 'train', scales=(4, ))
+    preset = with_networks(CPU, ['CSPSR.norm=instance', 'CSPSR.num_dmf=6', 'EDSR.num_block=4'])
+    assert CPU.networks['CSPSR'].get('norm') is None  # the preset itself is unchanged
+    runs = plan(ROOT / 'options', tmp_path / 'train', preset, ['EDSR', 'CSPSR', 'CSPSR_given'], ablations=False)
+    for row in ('CSPSR', 'CSPSR_given'):
+        network = runs.table[4][row].opt['network_g']
+        assert (network['norm'], network['num_dmf'], network['num_feat']) == ('instance', 6, 32)
+    assert runs.table[4]['EDSR'].opt['network_g']['num_block'] == 4
+    for bad, message in (('CSPSR.norm', 'MODEL.KEY=VALUE'), ('norm=batch', 'MODEL.KEY=VALUE'),
+                         ('SRCNN.depth=3', "unknown model 'SRCNN'")):
+        with pytest.raises(CSPSRInputError, match=message):
+            with_networks(CPU, [bad])
+    typo = with_networks(CPU, ['CSPSR.num_dfm=6'])
+    with pytest.raises(CSPSRInputError, match='CSPSR has no option num_dfm'):
+        plan(ROOT / 'options', tmp_path / 'train', typo, ['CSPSR'], ablations=False)
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--preset', 'quick', '--out',
+                           str(tmp_path / 'out'), '--network', 'CSPSR.norm'], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and 'MODEL.KEY=VALUE' in proc.stderr and not (tmp_path / 'out').exists()
+
+
 def test_a_run_locked_by_a_live_process_is_left_to_it(tmp_path):
     from cspsr_arch.benchmark.training import claim
     run = Run('EDSR_x4', 'EDSR', 4, {'train': {'total_iter': 10}})

@@ -28,6 +28,10 @@ Usage::
 
     python tools/benchmark.py --preset quick [--name NAME] [--out results/benchmark] [--models EDSR CSPSR ...]
                               [--ablations] [--real ../shared/data/real_rgbnir] [--threads N] [--train-only]
+                              [--iters N] [--network MODEL.KEY=VALUE ...]
+
+``--iters`` and ``--network`` (e.g. ``--name cpu_instance --network CSPSR.norm=instance``) change the preset for
+one benchmark, to try a variant on the same data and budget; the report lists the networks as trained.
 
 A second process started with the same arguments and ``--train-only`` shares the training (runs are
 locked while trained, see ``cspsr_arch.benchmark.training``) and stops without evaluating.
@@ -316,7 +320,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line entry point."""
-    from cspsr_arch.benchmark.presets import PRESETS, SR_MODELS
+    from cspsr_arch.benchmark.presets import PRESETS, SR_MODELS, with_networks
     from cspsr_arch.errors import CSPSRInputError
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], epilog=__doc__,
@@ -329,6 +333,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--ablations', action='store_true', help='also train the Table 4 variants (x4)')
     p.add_argument('--real', default=str(DEFAULT_REAL), help=f'folder of real *_rgb/*_nir pairs (default: {DEFAULT_REAL})')
     p.add_argument('--iters', type=int, default=None, help="override the preset's training iterations")
+    p.add_argument('--network', nargs='+', default=[], metavar='MODEL.KEY=VALUE',
+                   help="change the preset's network options, e.g. CSPSR.norm=instance CSPSR.num_dmf=6 (CSPSR's apply "
+                        "to CSPSR_given too); use with another --name")
     p.add_argument('--train-only', action='store_true',
                    help='train and stop (no evaluation, no report): a helper process sharing the training of a '
                         'benchmark that another process runs with the same arguments')
@@ -343,6 +350,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     preset = PRESETS[args.preset]
     if args.iters:
         preset = dataclasses.replace(preset, iters=args.iters)
+    try:
+        preset = with_networks(preset, args.network)
+    except CSPSRInputError as err:
+        print(f'benchmark: error: {err}', file=sys.stderr)
+        return 2
     models = args.models or [*SR_MODELS, *(['CSPSR_given'] if preset.given_reference else [])]
     start = time.time()
     try:

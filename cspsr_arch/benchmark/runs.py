@@ -9,12 +9,14 @@ model; one training split for every model, see ``tools/benchmark.py``), applies 
 and network sizes, drops BasicSR's validation (the benchmark evaluates every model itself) and points
 ``path:pretrain_network_disp`` at the pre-trained disparity network of the same data and scale.
 """
+import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from cspsr_arch.benchmark.presets import Preset
+from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.options import load_options, merge_options
 
 ABLATION_LABELS = {
@@ -125,6 +127,18 @@ def stereo_run(options_dir: Path, train_dir: Path, scale: int, preset: Preset) -
     return Run(name, 'stereo', scale, opt)
 
 
+def check_network(network: dict, name: str) -> None:
+    """Refuse network options that the registered arch does not take (a typo in a preset or ``--network``)."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+    params = inspect.signature(ARCH_REGISTRY.get(network['type'])).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(network) - {'type'} - set(params))
+    if unknown:
+        raise CSPSRInputError(f"{name}: {network['type']} has no option {', '.join(unknown)} (check the preset's "
+                              f"networks and --network); its options: {', '.join(params)}.")
+
+
 def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, preset: Preset, network: dict,
             stereo: Optional[Run]) -> Run:
     train = _sr_train_options(source['train'], preset)
@@ -162,6 +176,7 @@ def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: P
         network['cvm'] = 'given'
     if network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'learned':
         network['max_disp'] = _max_disp(preset, scale, network.get('max_disp', 24))
+    check_network(network, f'{model}_x{scale}')
     return _sr_run(source, f'{model}_x{scale}', model, train_dir, scale, preset, network, stereo)
 
 
