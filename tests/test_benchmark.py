@@ -171,7 +171,8 @@ def test_network_options_from_the_command_line_reach_the_runs_and_typos_are_refu
         with pytest.raises(CSPSRInputError, match=message):
             with_networks(CPU, [bad])
     typo = with_networks(CPU, ['CSPSR.num_dfm=6'])
-    with pytest.raises(CSPSRInputError, match='CSPSR has no option num_dfm'):
+    with pytest.raises(CSPSRInputError, match=r"Unknown option 'CSPSR_x4 \(preset networks, --network\) network_g:num_dfm'\. "
+                                              r"Did you mean 'num_dmf'\?"):
         plan(ROOT / 'options', tmp_path / 'train', typo, ['CSPSR'], ablations=False)
     proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--preset', 'quick', '--out',
                            str(tmp_path / 'out'), '--network', 'CSPSR.norm'], capture_output=True, text=True, timeout=300)

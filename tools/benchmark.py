@@ -350,14 +350,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     preset = PRESETS[args.preset]
     if args.iters:
         preset = dataclasses.replace(preset, iters=args.iters)
-    try:
-        preset = with_networks(preset, args.network)
-    except CSPSRInputError as err:
-        print(f'benchmark: error: {err}', file=sys.stderr)
-        return 2
-    models = args.models or [*SR_MODELS, *(['CSPSR_given'] if preset.given_reference else [])]
     start = time.time()
     try:
+        preset = with_networks(preset, args.network)
+        models = args.models or [*SR_MODELS, *(['CSPSR_given'] if preset.given_reference else [])]
         report = run_benchmark(preset, args.name or preset.name, Path(args.out), models, args.ablations,
                                Path(args.real) if args.real else None,
                                'python tools/benchmark.py ' + ' '.join(a for a in argv if a != '--train-only'),

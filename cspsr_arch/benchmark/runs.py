@@ -9,15 +9,13 @@ model; one training split for every model, see ``tools/benchmark.py``), applies 
 and network sizes, drops BasicSR's validation (the benchmark evaluates every model itself) and points
 ``path:pretrain_network_disp`` at the pre-trained disparity network of the same data and scale.
 """
-import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from cspsr_arch.benchmark.presets import Preset
-from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.options import load_options, merge_options
+from cspsr_arch.options import check_keys, load_options, merge_options, signature_keys
 
 ABLATION_LABELS = {
     'baseline_x4': 'Baseline (VIS only)', 'w_nir_x4': 'w/ NIR (concatenated)', 'w_cvm_x4': 'w/ CVM (concatenated)',
@@ -128,15 +126,11 @@ def stereo_run(options_dir: Path, train_dir: Path, scale: int, preset: Preset) -
 
 
 def check_network(network: dict, name: str) -> None:
-    """Refuse network options that the registered arch does not take (a typo in a preset or ``--network``)."""
+    """Refuse network options that the registered arch does not take (a typo in a preset or ``--network``),
+    with the option checker's message, before anything trains."""
     from basicsr.utils.registry import ARCH_REGISTRY
-    params = inspect.signature(ARCH_REGISTRY.get(network['type'])).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    unknown = sorted(set(network) - {'type'} - set(params))
-    if unknown:
-        raise CSPSRInputError(f"{name}: {network['type']} has no option {', '.join(unknown)} (check the preset's "
-                              f"networks and --network); its options: {', '.join(params)}.")
+    keys = signature_keys(ARCH_REGISTRY.get(network['type']))
+    check_keys(network, None if keys is None else keys | {'type'}, f'{name} (preset networks, --network) network_g')
 
 
 def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, preset: Preset, network: dict,
