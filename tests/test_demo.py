@@ -23,16 +23,27 @@ def test_demo_pipeline_tiny(tmp_path):
     opt['val']['val_freq'] = 4
     opt['logger'].update(print_freq=2, save_checkpoint_freq=4)
     (tmp_path / 'demo.yml').write_text(yaml.safe_dump(opt))
-    out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'demo.py'), '--opt', 'demo.yml', '--data', str(data),
-                          '--out', 'out', '--min-gain', '-100'], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=900)
+    vis_only = yaml.safe_load((ROOT / 'options' / 'demo_VISonly_x4.yml').read_text())
+    assert vis_only['base'] == 'demo_CSPSR_x4.yml'
+    (tmp_path / 'vis.yml').write_text(yaml.safe_dump({**vis_only, 'base': 'demo.yml'}))
+    out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'demo.py'), '--opt', 'demo.yml', 'vis.yml', '--data',
+                          str(data), '--out', 'out', '--min-gain', '-100'], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     metrics = json.loads((tmp_path / 'out' / 'metrics.json').read_text())
-    assert set(metrics) == {'bicubic', 'CSPSR'}
+    assert set(metrics) == {'bicubic', 'CSPSR', 'CSPSR (NIR zeroed)', 'VIS-only'}
     for values in metrics.values():
-        assert set(values) == {'psnr', 'ssim'} and all(math.isfinite(v) for v in values.values())
+        assert set(values) == {'psnr', 'ssim', 'psnr_y', 'ssim_y'} and all(math.isfinite(v) for v in values.values())
     assert 15 < metrics['bicubic']['psnr'] < 40 and 0 < metrics['bicubic']['ssim'] < 1
-    assert 'bicubic' in out.stdout and 'CSPSR' in out.stdout and 'metrics.json' in out.stdout
+    assert 'CSPSR - VIS-only' in out.stdout and 'CSPSR - CSPSR (NIR zeroed)' in out.stdout
+    assert 'metrics.json' in out.stdout
     images = sorted(p.name for p in (tmp_path / 'out' / 'visualization' / 'demo_test').glob('*.png'))
-    assert images == ['camera_CSPSR.png', 'camera_bicubic.png', 'motorcycle_CSPSR.png', 'motorcycle_bicubic.png']
-    assert (tmp_path / 'experiments' / opt['name'] / 'models' / 'net_g_latest.pth').is_file()
+    assert images == [f'{key}_{row}.png' for key in ('camera', 'motorcycle')
+                      for row in ('CSPSR', 'GT', 'VIS-only', 'bicubic')]
+    for name in (opt['name'], vis_only['name']):
+        assert (tmp_path / 'experiments' / name / 'models' / 'net_g_latest.pth').is_file()
+    # the gate: the exit status is 1 when CSPSR does not beat bicubic by --min-gain
+    gate = subprocess.run([sys.executable, str(ROOT / 'tools' / 'demo.py'), '--opt', 'demo.yml', '--data', str(data),
+                           '--out', 'out', '--min-gain', '100'], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=900)
+    assert gate.returncode == 1 and 'less than the 100.00 dB expected' in gate.stdout

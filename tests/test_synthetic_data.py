@@ -1,4 +1,4 @@
-"""Tests of ``tools/make_synthetic_rgbnir.py``: layout, LR = imresize(HR), determinism, stereo geometry,
+"""Tests of the synthetic generator (``cspsr_arch.synthetic.build``, ``tools/make_synthetic_rgbnir.py``): layout, LR = imresize(HR), determinism, stereo geometry,
 NIR spectral response, disparity encoding and the command line."""
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ STREAMS = ('VIS', 'NIR', 'DISP_L', 'DISP_R')
 
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
-    """Import the tool from its path (``tools/`` is not a package)."""
-    return load_tool('make_synthetic_rgbnir')
+    """The generator's library module (its command line is ``tools/make_synthetic_rgbnir.py``)."""
+    from cspsr_arch.synthetic import build
+    return build
 
 
 @pytest.fixture(scope='module')
@@ -240,12 +241,12 @@ def test_refuses_non_empty_split_and_cli(tool: ModuleType, tmp_path: Path, capsy
     assert 'wrote train: 1, test: 1 scenes' in run.stdout
     first = (tmp_path / 'train' / 'HR' / 'VIS' / 'textures_v0.png').read_bytes()
     capsys.readouterr()
-    assert tool.main(args) == 2  # same entry point in-process (saves a second interpreter start)
+    assert load_tool('make_synthetic_rgbnir').main(args) == 2  # same entry point in-process (saves a second interpreter start)
     assert '--overwrite' in capsys.readouterr().err
     with pytest.raises(FileExistsError):
         tool.make_dataset(tmp_path, scales=(2, 4), scenes=('color',), test_scenes=('color',), max_size=64)
     (tmp_path / 'train' / 'HR' / 'VIS' / 'stale.png').write_bytes(b'x')
-    assert tool.main([*args, '--overwrite']) == 0
+    assert load_tool('make_synthetic_rgbnir').main([*args, '--overwrite']) == 0
     assert not (tmp_path / 'train' / 'HR' / 'VIS' / 'stale.png').exists()
     assert (tmp_path / 'train' / 'HR' / 'VIS' / 'textures_v0.png').read_bytes() == first
     with pytest.raises(ValueError):

@@ -99,13 +99,14 @@ def _generate(folder: Path, settings: dict, make) -> dict:
 
 def prepare_data(data_root: Path, preset, real: Optional[Path]) -> Dict[str, dict]:
     """Generate (or reuse) the benchmark's data sets; return name -> ``dir``, ``keys``, ``description``."""
+    from cspsr_arch.synthetic.build import build_dataset as build_synthetic
     data_root.mkdir(parents=True, exist_ok=True)
     scales = list(preset.scales)
     syn, out = dict(preset.synthetic), {}
     folder = data_root / 'synthetic'
     settings = _plain({'scales': scales, 'seed': 0, **syn})
     print(f'[benchmark] data: synthetic cross-view set in {folder}', flush=True)
-    record = _generate(folder, settings, lambda: load_tool('make_synthetic_rgbnir').build_dataset(
+    record = _generate(folder, settings, lambda: build_synthetic(
         folder, scales, 0, overwrite=True, **syn))
     out['synthetic'] = {'dir': folder, 'keys': record['keys'], 'settings': settings, 'description': (
         f"the embedded synthetic cross-view set (tools/make_synthetic_rgbnir.py, longest side {syn.get('max_size', 480)} "

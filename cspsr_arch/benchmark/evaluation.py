@@ -10,7 +10,7 @@ comparison picture.
 """
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -35,17 +35,97 @@ def scores(sr: np.ndarray, gt: np.ndarray, crop_border: int) -> Dict[str, float]
     return out
 
 
-def test_loader(split: Path, scale: int):
-    """Batch-1 loader over a test split with every stream (each model reads what it uses)."""
+def test_loader(split: Path, scale: int, degradation: Optional[dict] = None):
+    """Batch-1 loader over a test split with every stream (each model reads what it uses).
+
+    Args:
+        split: Test split folder.
+        scale: Scale factor.
+        degradation: The camera protocol's ``degradation`` block (None: the bicubic protocol); fixed per key.
+    """
     from basicsr.data import build_dataloader, build_dataset
     opt = dict(dataset_options(split, scale, 'test', disparity=True), phase='val', scale=scale)
+    if degradation is not None:
+        opt['degradation'] = degradation
     return build_dataloader(build_dataset(opt), opt, num_gpu=0, dist=False)
 
 
-def _bicubic(lq, scale: int) -> np.ndarray:
+def bicubic(lq, scale: int) -> np.ndarray:
+    """BasicSR's MATLAB-style bicubic upsampling of a batch-1 RGB tensor, as a uint8 BGR image."""
     from basicsr.utils.matlab_functions import imresize
     lq = lq[0].numpy().transpose(1, 2, 0)[..., ::-1]  # RGB CHW -> BGR HWC
     return np.clip(np.round(imresize(np.ascontiguousarray(lq), scale) * 255), 0, 255).astype(np.uint8)
+
+
+def with_nir(data: dict, nir: str, others: Sequence) -> Optional[dict]:
+    """The batch with its LR NIR replaced, for the diagnostics of whether a model uses the NIR.
+
+    Args:
+        data: A batch-1 sample.
+        nir: ``'real'`` (unchanged), ``'zero'`` (NIR replaced by zeros) or ``'swap'`` (the NIR of another
+            test image, resized to this one's size: right spectrum statistics, wrong content).
+        others: The other test images' LR NIR tensors (``'swap'`` takes the first).
+
+    Returns:
+        The changed batch, or None when there is no other image to swap with.
+    """
+    import torch.nn.functional as F
+    if nir == 'real':
+        return data
+    if nir == 'zero':
+        replaced = data['lq_nir'].new_zeros(data['lq_nir'].shape)
+    elif nir == 'swap':
+        if not others:
+            return None
+        replaced = F.interpolate(others[0], size=data['lq_nir'].shape[-2:], mode='bilinear', align_corners=False)
+    else:
+        raise ValueError(f"nir must be 'real', 'zero' or 'swap', got {nir!r}.")
+    return {**data, 'lq_nir': replaced}
+
+
+def score_loader(model, loader, scale: int, image_dir: Optional[Path] = None, row: str = 'SR',
+                 nir: str = 'real') -> Optional[Dict[str, Dict[str, float]]]:
+    """Per-image scores of a model (None: bicubic) on a batch-1 loader.
+
+    Args:
+        model: A BasicSR model (``feed_data`` / ``test`` / ``get_current_visuals``), or None for bicubic.
+        loader: Batch-1 loader of :func:`test_loader` (or BasicSR's validation loader).
+        scale: Scale factor (the border cropped before scoring).
+        image_dir: Where ``<key>_<row>.png`` (and, for bicubic, ``<key>_GT.png``) go; None: not saved.
+        row: Name of the row in the file names.
+        nir: See :func:`with_nir`.
+
+    Returns:
+        key -> :data:`METRICS`, or None when ``nir='swap'`` has a single test image.
+    """
+    from basicsr.utils import imwrite, tensor2img
+    batches = list(loader)
+    nirs = [b['lq_nir'] for b in batches]
+    per_image = {}
+    for i, data in enumerate(batches):
+        key = Path(data['gt_path'][0]).stem
+        data = with_nir(data, nir, nirs[i + 1:] + nirs[:i])
+        if data is None:
+            return None
+        gt = tensor2img(data['gt'])
+        if model is None:
+            sr = bicubic(data['lq'], scale)
+        else:
+            model.feed_data(data)
+            model.test()
+            sr = tensor2img(model.get_current_visuals()['result'])
+        per_image[key] = scores(sr, gt, scale)
+        if image_dir is not None:
+            image_dir.mkdir(parents=True, exist_ok=True)
+            imwrite(sr, str(image_dir / f'{key}_{row}.png'))
+            if model is None:
+                imwrite(gt, str(image_dir / f'{key}_GT.png'))
+    return per_image
+
+
+def mean_scores(per_image: Dict[str, Dict[str, float]]) -> Dict[str, float]:
+    """The mean of each metric over the images."""
+    return {name: float(np.mean([v[name] for v in per_image.values()])) for name in METRICS}
 
 
 def _build(run: Run, checkpoint: Path):
@@ -71,7 +151,6 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
     Returns:
         dict: the mean of :data:`METRICS` and ``images`` (per key).
     """
-    from basicsr.utils import imwrite, tensor2img
     from tqdm import tqdm
     row = run.model if run else 'bicubic'
     tag = f"{run.name if run else f'bicubic_x{scale}'}_{test_name}"
@@ -80,24 +159,9 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
     if cache.is_file() and (checkpoint is None or cache.stat().st_mtime >= checkpoint.stat().st_mtime):
         return json.loads(cache.read_text())
     model = _build(run, checkpoint) if run else None
-    image_dir.mkdir(parents=True, exist_ok=True)
-    per_image = {}
-    loader = test_loader(split, scale)
-    for data in tqdm(loader, desc=f'eval {tag}', unit='img', leave=False, dynamic_ncols=True):
-        key = Path(data['gt_path'][0]).stem
-        gt = tensor2img(data['gt'])
-        if model is None:
-            sr = _bicubic(data['lq'], scale)
-        else:
-            model.feed_data(data)
-            model.test()
-            sr = tensor2img(model.get_current_visuals()['result'])
-        per_image[key] = scores(sr, gt, scale)
-        imwrite(sr, str(image_dir / f'{key}_{row}.png'))
-        if model is None:
-            imwrite(gt, str(image_dir / f'{key}_GT.png'))
-    result = {name: float(np.mean([v[name] for v in per_image.values()])) for name in METRICS}
-    result['images'] = per_image
+    loader = tqdm(test_loader(split, scale), desc=f'eval {tag}', unit='img', leave=False, dynamic_ncols=True)
+    per_image = score_loader(model, loader, scale, image_dir, row)
+    result = {**mean_scores(per_image), 'images': per_image}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=1))
     return result

@@ -9,6 +9,7 @@ from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
+from cspsr_arch.data.degradation import CameraDegradation
 from cspsr_arch.data.image_io import decode
 from cspsr_arch.data.stereo_transforms import random_stereo_flip
 from cspsr_arch.errors import CSPSRInputError
@@ -26,7 +27,7 @@ REQUIRED_STREAMS = ('gt', 'lq', 'lq_nir')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 OPTION_KEYS = frozenset({
     'name', 'type', 'phase', 'scale', 'meta_info_file', 'io_backend', 'gt_size', 'use_hflip', 'use_vflip', 'use_rot',
-    'cache_in_memory',
+    'cache_in_memory', 'degradation',
     *(key for key, _, _ in STREAMS.values())
 })
 """Keys this dataset reads from its options (BasicSR's data-loader keys come on top)."""
@@ -71,7 +72,10 @@ class PairedCrossSpectralDataset(data.Dataset):
             ``dataroot_disp``, ``dataroot_disp_r`` (optional), ``meta_info_file``, ``io_backend``,
             ``gt_size``, ``use_hflip``, ``use_vflip``, ``scale`` and ``phase`` (added by BasicSR), and
             ``cache_in_memory`` (keep decoded images, for small data sets: each training step then
-            crops from memory instead of decoding six full images per sample; per data-loader process).
+            crops from memory instead of decoding six full images per sample; per data-loader process),
+            ``degradation`` (optional camera-degradation protocol of the LR VIS and NIR, see
+            :mod:`cspsr_arch.data.degradation`: random per sample in training, fixed per key otherwise;
+            the HR streams stay clean).
     """
 
     def __init__(self, opt: dict) -> None:
@@ -88,6 +92,8 @@ class PairedCrossSpectralDataset(data.Dataset):
         self.io_backend_opt = dict(opt['io_backend'])
         self.file_client: Optional[FileClient] = None
         self.cache: Optional[Dict[int, Dict[str, np.ndarray]]] = {} if opt.get('cache_in_memory') else None
+        self.degradation = (CameraDegradation(opt['degradation'], opt.get('name', ''))
+                            if opt.get('degradation') is not None else None)
         backend = self.io_backend_opt.get('type')
         if backend == 'lmdb':
             self.paths = self._paths_from_lmdb()
@@ -203,6 +209,10 @@ class PairedCrossSpectralDataset(data.Dataset):
             hrs, lrs = (hrs if isinstance(hrs, list) else [hrs]), (lrs if isinstance(lrs, list) else [lrs])
             sample = dict(zip(hr_names + lr_names, hrs + lrs))
             sample = random_stereo_flip(sample, self.opt.get('use_hflip', False), self.opt.get('use_vflip', False))
+        if self.degradation is not None:
+            key = None if self.opt['phase'] == 'train' else osp.splitext(osp.basename(self.paths[index]['gt_path']))[0]
+            sample = dict(sample)  # the cache keeps the clean images
+            sample['lq'], sample['lq_nir'] = self.degradation(sample['lq'], sample['lq_nir'], key)
         out = {}
         for name, img in sample.items():
             out[name] = img2tensor(img, bgr2rgb=STREAMS[name][1] == 'vis', float32=True)
