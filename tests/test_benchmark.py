@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 import yaml
-from conftest import SHARED_REAL, load_tool
+from conftest import SHARED_REAL
 
 from cspsr_arch.benchmark.runs import Run
 from cspsr_arch.benchmark.training import done_record
@@ -220,7 +220,7 @@ def test_train_all_comes_back_to_runs_trained_elsewhere(tmp_path, monkeypatch):
 
 
 def test_the_combined_training_split_is_kept_when_unchanged(tmp_path):
-    tool = load_tool('benchmark')
+    from cspsr_arch.benchmark import pipeline as tool
     split = tmp_path / 'syn' / 'train'
     streams = ['HR/VIS', 'HR/NIR', 'HR/DISP_L', 'HR/DISP_R'] + [f'LR_bicubic/X4/{k}' for k in ('VIS', 'NIR', 'DISP_L', 'DISP_R')]
     for stream in streams:

@@ -110,7 +110,7 @@ decode_disp = decode_disparity
 
 
 def render_scene(name: str, seed: int = 0, variant: int = 0, max_size: int = 480,
-                 scales: Sequence[int] = (2, 4)) -> Dict[str, object]:
+                 scales: Sequence[int] = (2, 4), vis_effects: bool = True) -> Dict[str, object]:
     """Render one scene: HR VIS (left), NIR (right and, for checks, left), disparities.
 
     Args:
@@ -119,6 +119,9 @@ def render_scene(name: str, seed: int = 0, variant: int = 0, max_size: int = 480
         variant: variant index (odd variants are mirrored, each has its own effects and depth).
         max_size: longest HR side before cropping.
         scales: SR scales; HR sides are cropped to multiples of their lcm.
+        vis_effects: Apply the VIS camera effects to the HR VIS (False: the HR VIS is the clean scene and the
+            NIR has no haze, for the camera-degradation protocol, which degrades the LR inputs itself; the
+            random draws are the same, so geometry and NIR noise do not change).
 
     Returns:
         dict with float32 arrays ``clean`` / ``vis`` (H, W, 3 RGB), ``nir`` (right view), ``nir_left``
@@ -131,6 +134,8 @@ def render_scene(name: str, seed: int = 0, variant: int = 0, max_size: int = 480
     w = d_l.shape[1]
     z = (d_l.max() - d_l) / max(float(d_l.max() - d_l.min()), 1e-6)
     vis, effects, t_nir = vis_camera(rgb, z, rng)
+    if not vis_effects:
+        vis, effects, t_nir = rgb.astype(np.float32), [], None
     nir_left = nir_response(rgb, t_nir)
     nir, d_r, _ = right_view(nir_left, d_l)
     xs = np.arange(w, dtype=np.float32)[None, :]
@@ -144,7 +149,7 @@ def render_scene(name: str, seed: int = 0, variant: int = 0, max_size: int = 480
 
 def build_dataset(out_dir: str | Path, scales: Sequence[int] = (2, 4), seed: int = 0,
                   test_scenes: Optional[Sequence[str]] = None, scenes: Optional[Sequence[str]] = None,
-                  max_size: int = 480, variants: int = 2,
+                  max_size: int = 480, variants: int = 2, test_variants: int = 1, vis_effects: bool = True,
                   overwrite: bool = False) -> Tuple[Dict[str, List[str]], List[dict]]:
     """Generate the data set; returns the split keys and one info record per written key.
 
@@ -155,7 +160,10 @@ def build_dataset(out_dir: str | Path, scales: Sequence[int] = (2, 4), seed: int
         test_scenes: scenes of the test split (default ``DEFAULT_TEST_SCENES`` among ``scenes``).
         scenes: scenes to use (default all of ``SCENES``).
         max_size: longest HR side.
-        variants: variants per train scene (test scenes get one, variant 0).
+        variants: variants per train scene.
+        test_variants: variants per test scene (keys ``<scene>`` with one, ``<scene>_v<k>`` with more): other
+            depth, mirroring and camera effects of the same photographs, never seen in training.
+        vis_effects: see :func:`render_scene`.
         overwrite: replace non-empty split folders.
 
     Returns:
@@ -170,10 +178,10 @@ def build_dataset(out_dir: str | Path, scales: Sequence[int] = (2, 4), seed: int
     unknown = sorted(set(scenes) - set(SCENES)) + sorted(set(test_scenes) - set(scenes))
     if unknown:
         raise ValueError(f'unknown scenes {unknown}; choose from {SCENES}')
-    if variants < 1 or max_size < 4 * math.lcm(*scales):
-        raise ValueError('variants must be >= 1 and max_size at least 4 * lcm(scales)')
+    if variants < 1 or test_variants < 1 or max_size < 4 * math.lcm(*scales):
+        raise ValueError('variants and test_variants must be >= 1 and max_size at least 4 * lcm(scales)')
     plan = {'train': [(n, v) for n in scenes if n not in test_scenes for v in range(variants)],
-            'test': [(n, 0) for n in scenes if n in test_scenes]}
+            'test': [(n, v) for n in scenes if n in test_scenes for v in range(test_variants)]}
     plan = {split: items for split, items in plan.items() if items}
     for split in plan:
         _prepare_split(Path(out_dir) / split, overwrite)
@@ -184,8 +192,8 @@ def build_dataset(out_dir: str | Path, scales: Sequence[int] = (2, 4), seed: int
         root.mkdir(parents=True, exist_ok=True)
         meta = []
         for name, v in items:
-            key = name if split == 'test' else f'{name}_v{v}'
-            sample = render_scene(name, seed, v, max_size, scales)
+            key = name if split == 'test' and test_variants == 1 else f'{name}_v{v}'
+            sample = render_scene(name, seed, v, max_size, scales, vis_effects)
             write_sample(root, key, sample, scales)
             h, w = sample['disp_l'].shape
             meta.append(f'{key}.png ({h},{w},3)')
