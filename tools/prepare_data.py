@@ -2,8 +2,8 @@
 """Convert a downloaded RGB-NIR data set to the canonical cross-spectral layout (datasets/README.md).
 
 Layouts (see ``cspsr_arch/data/layouts.py``): ``rgbnir-stereo`` (Zhi et al., CVPR 2018; splits train and
-test by video), ``nirscene`` (EPFL RGB-NIR scene), ``ranus``, ``pairs`` (``<name>_rgb.<ext>`` +
-``<name>_nir.<ext>``). For every pair the tool writes, under ``<out>/<split>/``:
+test by video, keys ``<video>_<frame>``), ``nirscene`` (EPFL RGB-NIR scene), ``ranus``, ``pairs``
+(``<name>_rgb.<ext>`` + ``<name>_nir.<ext>``). For every pair the tool writes, under ``<out>/<split>/``:
 
 * ``HR/VIS/<key>.png`` (8-bit BGR) and ``HR/NIR/<key>.png`` (8-bit, one channel; a NIR stored with three
   equal channels is reduced to one, three unequal channels are an error); 16-bit sources become 8-bit

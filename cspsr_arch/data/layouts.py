@@ -5,10 +5,12 @@
 
 Layouts (names as on the command line):
 
-* ``rgbnir-stereo`` (Zhi et al., CVPR 2018): ``<root>/<video>/RGBResize/<key>_RGBResize.png``,
-  ``<root>/<video>/NIRResize/<key>_NIRResize.png``, optional ``<root>/<video>/Keypoint/<key>_Keypoint.txt``
-  and ``<root>/lists/<video>.txt`` (lines ``<video> <key> ...``: the frames to use). The videos may
-  also sit under ``<root>/data/``. VIS (RGB) is the left view, NIR the right one.
+* ``rgbnir-stereo`` (Zhi et al., CVPR 2018): ``<root>/<video>/RGBResize/<frame>_RGBResize.png``,
+  ``<root>/<video>/NIRResize/<frame>_NIRResize.png``, optional ``<root>/<video>/Keypoint/<frame>_Keypoint.txt``
+  and ``<root>/lists/<video>.txt`` (lines ``<video> <frame> ...``: the frames to use). The videos may
+  also sit under ``<root>/data/``. VIS (RGB) is the left view, NIR the right one. Output keys are
+  always ``<video>_<frame>``: frame names may repeat across videos (per-video frame numbers), and a
+  key that does not depend on the other videos stays the same whichever videos are prepared.
 * ``nirscene`` (EPFL RGB-NIR scene data set): ``<root>/<category>/NNNN_rgb.tiff`` + ``NNNN_nir.tiff``.
 * ``ranus``: ``<root>/RGB/<seq>/<frame>.png`` + ``<root>/NIR/<seq>/<frame>.png``.
 * ``pairs``: ``<root>/<name>_rgb.<ext>`` + ``<root>/<name>_nir.<ext>`` (any image extension).
@@ -148,7 +150,7 @@ def _choose(known: Sequence[str], subset: Optional[Sequence[str]], what: str) ->
 
 
 def _stereo_list(list_file: Path, video: str) -> List[str]:
-    """Keys of one video from ``lists/<video>.txt`` (lines ``<video> <key> ...``).
+    """Frame names of one video, in line order, from ``lists/<video>.txt`` (lines ``<video> <frame> ...``).
 
     Args:
         list_file: The list file.
@@ -160,10 +162,45 @@ def _stereo_list(list_file: Path, video: str) -> List[str]:
         if not fields:
             continue
         if len(fields) < 2 or fields[0] != video:
-            raise CSPSRInputError(f'{list_file}, line {number}: expected "<video> <key> ..." with video {video}, got '
+            raise CSPSRInputError(f'{list_file}, line {number}: expected "<video> <frame> ..." with video {video}, got '
                                   f'{line.strip()!r}; fix the line or remove the list file to use every frame.')
         keys.append(fields[1])
     return keys
+
+
+def _video_frames(root: Path, data: Path, video: str) -> List[SourcePair]:
+    """The frames of one video, in list order, keyed ``<video>_<frame>``.
+
+    Args:
+        root: The data set folder (holds ``lists/``).
+        data: The folder holding the videos (``root`` or ``root/data``).
+        video: The video.
+    """
+    folder = _subfolder(data, video, 'video')
+    rgb_dir = _subfolder(folder, 'RGBResize', 'RGBResize')
+    nir_dir = _subfolder(folder, 'NIRResize', 'NIRResize')
+    list_file = root / 'lists' / f'{video}.txt'
+    if list_file.is_file():
+        frames = _stereo_list(list_file, video)
+    else:
+        frames = [p.name[:-len('_RGBResize.png')] for p in sorted(rgb_dir.glob('*_RGBResize.png'))]
+    pairs: List[SourcePair] = []
+    seen = set()
+    for frame in frames:
+        vis, nir = rgb_dir / f'{frame}_RGBResize.png', nir_dir / f'{frame}_NIRResize.png'
+        if not vis.is_file():
+            raise CSPSRInputError(f'{vis} is missing ({list_file} lists {frame!r}); restore it or remove the '
+                                  'line from the list.')
+        if not nir.is_file():
+            raise CSPSRInputError(f'missing NIR image {nir} for the VIS file {vis}; restore it or remove '
+                                  'the frame (and its line in the list file).')
+        if frame in seen:
+            raise CSPSRInputError(f'{list_file} lists the frame {frame!r} twice; remove one of the lines.')
+        seen.add(frame)
+        keypoints = folder / 'Keypoint' / f'{frame}_Keypoint.txt'
+        pairs.append(SourcePair(check_key(f'{video}_{frame}', vis), str(vis), str(nir),
+                                str(keypoints) if keypoints.is_file() else None))
+    return pairs
 
 
 def scan_rgbnir_stereo(root: Path, splits: Sequence[str],
@@ -178,39 +215,12 @@ def scan_rgbnir_stereo(root: Path, splits: Sequence[str],
     unknown = [s for s in splits if s not in STEREO_SPLITS]
     if unknown:
         raise CSPSRInputError(f'unknown split {unknown[0]!r} for rgbnir-stereo: its splits are train and test.')
-    data = root / 'data' if (root / 'data').is_dir() and not any((root / v).is_dir() for s in splits
-                                                                   for v in STEREO_SPLITS[s]) else root
-    chosen = _choose([v for s in splits for v in STEREO_SPLITS[s]], subset, 'video')
-    out: Dict[str, List[SourcePair]] = {}
-    seen: Dict[str, str] = {}
-    for split in splits:
-        pairs = []
-        for video in (v for v in STEREO_SPLITS[split] if v in chosen):
-            folder = _subfolder(data, video, 'video')
-            rgb_dir = _subfolder(folder, 'RGBResize', 'RGBResize')
-            nir_dir = _subfolder(folder, 'NIRResize', 'NIRResize')
-            list_file = root / 'lists' / f'{video}.txt'
-            if list_file.is_file():
-                keys = _stereo_list(list_file, video)
-            else:
-                keys = [p.name[:-len('_RGBResize.png')] for p in sorted(rgb_dir.glob('*_RGBResize.png'))]
-            for key in keys:
-                vis, nir = rgb_dir / f'{key}_RGBResize.png', nir_dir / f'{key}_NIRResize.png'
-                if not vis.is_file():
-                    raise CSPSRInputError(f'{vis} is missing ({list_file} lists {key!r}); restore it or remove the '
-                                          'line from the list.')
-                if not nir.is_file():
-                    raise CSPSRInputError(f'missing NIR image {nir} for the VIS file {vis}; restore it or remove '
-                                          'the frame (and its line in the list file).')
-                if key in seen:
-                    raise CSPSRInputError(f'frame key {key!r} appears in two videos ({seen[key]} and {video}); '
-                                          'rename one of them.')
-                seen[key] = video
-                keypoints = folder / 'Keypoint' / f'{key}_Keypoint.txt'
-                pairs.append(SourcePair(check_key(key, vis), str(vis), str(nir),
-                                        str(keypoints) if keypoints.is_file() else None))
-        out[split] = pairs
-    return out
+    videos = [v for s in splits for v in STEREO_SPLITS[s]]
+    data = root / 'data' if (root / 'data').is_dir() and not any((root / v).is_dir() for v in videos) else root
+    chosen = _choose(videos, subset, 'video')
+    found = {video: _video_frames(root, data, video) for video in chosen}
+    return {split: [pair for video in STEREO_SPLITS[split] if video in found for pair in found[video]]
+            for split in splits}
 
 
 def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = None,
@@ -226,10 +236,10 @@ def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = N
             default all. For the first two, a missing one is an error unless ``subset`` leaves it out.
 
     Returns:
-        Split -> pairs sorted by key.
+        Split -> pairs (sorted by key within a video, category or sequence; rgbnir-stereo frames in list order).
 
     Raises:
-        CSPSRInputError: Unknown layout, missing folder or partner file, bad key, duplicate key.
+        CSPSRInputError: Unknown layout, missing folder or partner file, bad key, frame listed twice.
     """
     if layout not in LAYOUTS:
         raise CSPSRInputError(f'unknown layout {layout!r}; choose one of: {", ".join(LAYOUTS)}.')
