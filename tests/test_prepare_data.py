@@ -107,7 +107,35 @@ def _keypoint_file(path: Path, points: np.ndarray, height: int, width: int) -> N
     path.write_text('\n'.join(lines) + '\n')
 
 
-TEST_V = STEREO_SPLITS['test']
+TRAIN_V, TEST_V = STEREO_SPLITS['train'], STEREO_SPLITS['test']
+# Frames of the fake tree for --frames, per test video, in list order. TEST_V[0] has a list file (plus an
+# unlisted frame 000020), TEST_V[1] none (its sorted file names are the list), TEST_V[2] a list file that is not
+# in name order; TEST_V[3] has one frame. Every training video has one frame 000001, so frame names repeat.
+FAKE_FRAMES = {TEST_V[0]: ['000003', '000005', '000007', '000008', '000010', '000012', '000015'],
+               TEST_V[1]: ['000005', '000006', '000009', '000010', '000011', '000014'],
+               TEST_V[2]: ['000004', '000002', '000009', '000001', '000006', '000003'],
+               TEST_V[3]: ['000001']}
+# --frames paper: the frames at positions 0 and 5 of each list (not the frame numbers divisible by 5).
+PAPER_TEST = {f'{TEST_V[0]}_000003', f'{TEST_V[0]}_000012', f'{TEST_V[1]}_000005', f'{TEST_V[1]}_000014',
+              f'{TEST_V[2]}_000004', f'{TEST_V[2]}_000003', f'{TEST_V[3]}_000001'}
+
+
+def make_stereo_frames(root: Path) -> dict:
+    """The fake tree of :data:`FAKE_FRAMES` with 8 x 12 frames; returns output key -> (VIS, NIR)."""
+    rng = np.random.default_rng(5)
+    sources = {}
+    frames = {**{video: ['000001'] for video in TRAIN_V}, **FAKE_FRAMES}
+    for video, names in frames.items():
+        files = names + (['000020'] if video == TEST_V[0] else [])
+        for name in files:
+            pair = _pair(rng, root / video / 'RGBResize' / f'{name}_RGBResize.png',
+                         root / video / 'NIRResize' / f'{name}_NIRResize.png', (8, 12))
+            if name in names:
+                sources[f'{video}_{name}'] = pair
+    (root / 'lists').mkdir()
+    for video in (TEST_V[0], TEST_V[2]):
+        (root / 'lists' / f'{video}.txt').write_text(''.join(f'{video} {n} 0.01 0.02 1 1\n' for n in frames[video]))
+    return sources
 
 
 def _read(path: Path) -> np.ndarray:
@@ -246,6 +274,30 @@ def test_sub_images_keep_the_four_streams_and_keypoints_aligned(tool, tmp_path):
         inside = [p for p in POINTS[:4] if y <= p[1] < y + 32 and x <= p[0] < x + 32]
         np.testing.assert_allclose(points, np.array(inside).reshape(-1, 4) - [x, y, 0, 0], atol=1e-4)
     assert f'{key}_s001.png (32,32,3)' in (split / 'meta_info.txt').read_text().splitlines()
+
+
+def test_stereo_frame_lists_clean_and_paper(tool, tmp_path, capsys):
+    sources = make_stereo_frames(tmp_path / 'src')
+    train_frames = {f'{video}_000001' for video in TRAIN_V}
+    test_frames = {f'{video}_{name}' for video, names in FAKE_FRAMES.items() for name in names}
+    expected = {'clean': {'train': train_frames, 'test': test_frames},
+                'paper': {'train': train_frames | (test_frames - PAPER_TEST), 'test': PAPER_TEST}}
+    assert len(expected['paper']['train']) == 8 + 13
+    for frames, splits in expected.items():
+        extra = () if frames == 'clean' else ('--frames', 'paper')  # clean is the default
+        assert _run(tool, 'rgbnir-stereo', '--root', str(tmp_path / 'src'), '--out', str(tmp_path / frames),
+                    '--scales', '2', *extra) == 0
+        for split, keys in splits.items():
+            assert_split(tmp_path / frames / split, {key: sources[key] for key in keys}, scales=(2, ))
+            settings = (tmp_path / frames / split / '.prepare' / 'settings.json').read_text()
+            assert f'"frames": "{frames}"' in settings
+    capsys.readouterr()
+    assert _run(tool, 'rgbnir-stereo', '--root', str(tmp_path / 'src'), '--out', str(tmp_path / 'clean'), '--scales',
+                '2', '--frames', 'paper') == 2  # a split prepared with the other frame lists is refused
+    err = capsys.readouterr().err
+    assert 'prepared with other settings' in err and "'frames': 'clean'" in err and "'frames': 'paper'" in err
+    _error(tool, capsys, tmp_path / 'src', '--frames chooses the frame lists of rgbnir-stereo', extra=('--frames',
+                                                                                                       'paper'))
 
 
 def test_stereo_keys_start_with_the_video_and_keypoints_follow_their_frame(tool, tmp_path, capsys):

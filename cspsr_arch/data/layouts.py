@@ -10,7 +10,9 @@ Layouts (names as on the command line):
   and ``<root>/lists/<video>.txt`` (lines ``<video> <frame> ...``: the frames to use). The videos may
   also sit under ``<root>/data/``. VIS (RGB) is the left view, NIR the right one. Output keys are
   always ``<video>_<frame>``: frame names may repeat across videos (per-video frame numbers), and a
-  key that does not depend on the other videos stays the same whichever videos are prepared.
+  key that does not depend on the other videos stays the same whichever videos are prepared. Frame
+  lists (:data:`FRAME_LISTS`, see :func:`scan_rgbnir_stereo`): ``clean`` splits by video, ``paper``
+  as the CSPSR authors' code does.
 * ``nirscene`` (EPFL RGB-NIR scene data set): ``<root>/<category>/NNNN_rgb.tiff`` + ``NNNN_nir.tiff``.
 * ``ranus``: ``<root>/RGB/<seq>/<frame>.png`` + ``<root>/NIR/<seq>/<frame>.png``.
 * ``pairs``: ``<root>/<name>_rgb.<ext>`` + ``<root>/<name>_nir.<ext>`` (any image extension).
@@ -34,6 +36,11 @@ STEREO_SPLITS: Dict[str, tuple] = {
               '20170223_1445', '20170224_1022'),
     'test': ('20170222_0951', '20170222_1423', '20170223_1639', '20170224_0742'),
 }
+# Frame lists of rgbnir-stereo: 'clean' = the video lists above (no test scene is seen in training); 'paper' =
+# the CSPSR authors' lists (every PAPER_TEST_EVERY-th frame of the test videos is the test set, the other frames
+# of the test videos join the training set).
+FRAME_LISTS = ('clean', 'paper')
+PAPER_TEST_EVERY = 5
 NIRSCENE_CATEGORIES = ('country', 'field', 'forest', 'indoor', 'mountain', 'oldbuilding', 'street', 'urban', 'water')
 DEFAULT_SPLITS: Dict[str, tuple] = {'rgbnir-stereo': ('train', 'test'), 'nirscene': ('test', ), 'ranus': ('test', ),
                                     'pairs': ('test', )}
@@ -168,6 +175,32 @@ def _stereo_list(list_file: Path, video: str) -> List[str]:
     return keys
 
 
+def stereo_videos(split: str, frames: str) -> tuple:
+    """Videos whose frames the rgbnir-stereo split ``split`` takes from.
+
+    Args:
+        split: ``train`` or ``test``.
+        frames: One of :data:`FRAME_LISTS`; ``paper`` adds the test videos to ``train``.
+    """
+    if frames == 'paper' and split == 'train':
+        return STEREO_SPLITS['train'] + STEREO_SPLITS['test']
+    return STEREO_SPLITS[split]
+
+
+def in_split(split: str, video: str, index: int, frames: str) -> bool:
+    """Whether the frame at position ``index`` of ``video``'s frame list belongs to ``split``.
+
+    Args:
+        split: ``train`` or ``test``.
+        video: A video of :func:`stereo_videos` for this split.
+        index: Position of the frame in the video's list (see :func:`scan_rgbnir_stereo`).
+        frames: One of :data:`FRAME_LISTS`.
+    """
+    if frames == 'clean' or video not in STEREO_SPLITS['test']:
+        return True
+    return (index % PAPER_TEST_EVERY == 0) == (split == 'test')
+
+
 def _video_frames(root: Path, data: Path, video: str) -> List[SourcePair]:
     """The frames of one video, in list order, keyed ``<video>_<frame>``.
 
@@ -203,28 +236,41 @@ def _video_frames(root: Path, data: Path, video: str) -> List[SourcePair]:
     return pairs
 
 
-def scan_rgbnir_stereo(root: Path, splits: Sequence[str],
-                       subset: Optional[Sequence[str]]) -> Dict[str, List[SourcePair]]:
+def scan_rgbnir_stereo(root: Path, splits: Sequence[str], subset: Optional[Sequence[str]],
+                       frames: str = 'clean') -> Dict[str, List[SourcePair]]:
     """List the frames of the RGB-NIR stereo data set per split (see the module docstring).
+
+    A frame's index is its 0-based position in its video's frame list: the order of the lines of
+    ``lists/<video>.txt`` (blank lines skipped) when that file exists, else the sorted file names of
+    ``RGBResize``. The frame number in the file name plays no part. This is what the CSPSR authors'
+    loader (``data/datasetRGBNIR.py``) does: it enumerates the lines of each video's list file and
+    tests ``i % 5``.
 
     Args:
         root: The data set folder.
         splits: Splits to prepare (``train``, ``test``).
         subset: Videos to prepare (default all of the splits).
+        frames: ``clean``: ``train`` = every frame of the 8 training videos, ``test`` = every frame of the
+            4 test videos. ``paper``: ``test`` = the frames of the test videos whose index is a multiple
+            of 5; ``train`` = every frame of the training videos and the other frames of the test videos
+            (test scenes are seen in training, as in the paper).
     """
     unknown = [s for s in splits if s not in STEREO_SPLITS]
     if unknown:
         raise CSPSRInputError(f'unknown split {unknown[0]!r} for rgbnir-stereo: its splits are train and test.')
-    videos = [v for s in splits for v in STEREO_SPLITS[s]]
+    if frames not in FRAME_LISTS:
+        raise CSPSRInputError(f'unknown frame lists {frames!r}; choose one of: {", ".join(FRAME_LISTS)}.')
+    videos = list(dict.fromkeys(v for s in splits for v in stereo_videos(s, frames)))
     data = root / 'data' if (root / 'data').is_dir() and not any((root / v).is_dir() for v in videos) else root
     chosen = _choose(videos, subset, 'video')
     found = {video: _video_frames(root, data, video) for video in chosen}
-    return {split: [pair for video in STEREO_SPLITS[split] if video in found for pair in found[video]]
+    return {split: [pair for video in stereo_videos(split, frames) if video in found
+                    for index, pair in enumerate(found[video]) if in_split(split, video, index, frames)]
             for split in splits}
 
 
 def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = None,
-                subset: Optional[Sequence[str]] = None) -> Dict[str, List[SourcePair]]:
+                subset: Optional[Sequence[str]] = None, frames: str = 'clean') -> Dict[str, List[SourcePair]]:
     """List the VIS/NIR pairs of a source data set, per output split.
 
     Args:
@@ -234,6 +280,8 @@ def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = N
             (its fixed video lists); the other layouts put every pair into their one split.
         subset: Videos (``rgbnir-stereo``), categories (``nirscene``) or sequences (``ranus``) to prepare;
             default all. For the first two, a missing one is an error unless ``subset`` leaves it out.
+        frames: Frame lists of ``rgbnir-stereo`` (:data:`FRAME_LISTS`, see :func:`scan_rgbnir_stereo`);
+            the other layouts ignore it.
 
     Returns:
         Split -> pairs (sorted by key within a video, category or sequence; rgbnir-stereo frames in list order).
@@ -249,7 +297,7 @@ def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = N
                               'set folder to --root.')
     splits = list(splits or DEFAULT_SPLITS[layout])
     if layout == 'rgbnir-stereo':
-        return scan_rgbnir_stereo(root, splits, subset)
+        return scan_rgbnir_stereo(root, splits, subset, frames)
     if len(splits) != 1:
         raise CSPSRInputError(f'layout {layout} writes one split; pass one name to --split (got {" ".join(splits)}).')
     if layout == 'pairs':
