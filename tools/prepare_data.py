@@ -25,7 +25,8 @@ videos, 4 test videos: no test scene is seen in training); ``paper`` reproduces 
 in each test video, the frames whose index is a multiple of 5 are the test set and the other frames join
 the training set. A frame's index is its 0-based position in its video's frame list (the lines of
 ``lists/<video>.txt``, else the sorted file names), as the authors' loader enumerates it; the frame
-number in the file name plays no part.
+number in the file name plays no part. Numbers from the two are not comparable (datasets/README.md,
+"Comparing with the paper's figures").
 
 Re-running skips pairs whose outputs are complete (a record per pair under ``<split>/.prepare/``,
 written after its images, notes the source files). Files are written to a temporary name and moved into
