@@ -68,8 +68,17 @@ def _stereo_key(video: str, frame: int) -> str:
     return f'{video[6:8]}{video[9:]}_{frame:06d}'
 
 
+def _out_key(video: str, frame: int) -> str:
+    """Output key of a frame of :func:`make_stereo`: the video name, then the frame's file name key."""
+    return f'{video}_{_stereo_key(video, frame)}'
+
+
 def make_stereo(root: Path) -> dict:
-    """A fake RGB-NIR stereo tree: 12 videos of one frame; test videos have keypoints, lists and an unlisted frame."""
+    """A fake RGB-NIR stereo tree: 12 videos of one frame; test videos have keypoints, lists and an unlisted frame.
+
+    Returns:
+        Output key (:func:`_out_key`) -> (VIS, NIR) of each listed frame.
+    """
     rng = np.random.default_rng(2)
     sources = {}
     height, width = STEREO_SIZE
@@ -77,18 +86,55 @@ def make_stereo(root: Path) -> dict:
         for video in videos:
             key = _stereo_key(video, 1)
             folder = root / video
-            sources[key] = _pair(rng, folder / 'RGBResize' / f'{key}_RGBResize.png',
-                                 folder / 'NIRResize' / f'{key}_NIRResize.png', STEREO_SIZE, nir_channels=3)
+            sources[_out_key(video, 1)] = _pair(rng, folder / 'RGBResize' / f'{key}_RGBResize.png',
+                                                folder / 'NIRResize' / f'{key}_NIRResize.png', STEREO_SIZE,
+                                                nir_channels=3)
             if split == 'test':
                 extra = _stereo_key(video, 2)  # present but not listed: not part of the data set
                 _pair(rng, folder / 'RGBResize' / f'{extra}_RGBResize.png', folder / 'NIRResize' /
                       f'{extra}_NIRResize.png', STEREO_SIZE)
                 (root / 'lists').mkdir(exist_ok=True)
                 (root / 'lists' / f'{video}.txt').write_text(f'{video} {key} 0.01 0.02 1 1\n')
-                lines = [f'{float((x + 1) / width)!r} {float((y + 1) / height)!r} {float(d / width)!r} {int(c)}'
-                         for x, y, d, c in POINTS]
-                (folder / 'Keypoint').mkdir()
-                (folder / 'Keypoint' / f'{key}_Keypoint.txt').write_text('\n'.join(lines) + '\n')
+                _keypoint_file(folder / 'Keypoint' / f'{key}_Keypoint.txt', POINTS, height, width)
+    return sources
+
+
+def _keypoint_file(path: Path, points: np.ndarray, height: int, width: int) -> None:
+    """Write ``points`` (0-based column, row, disparity in pixels, class) as a data set ``Keypoint.txt``."""
+    lines = [f'{float((x + 1) / width)!r} {float((y + 1) / height)!r} {float(d / width)!r} {int(c)}'
+             for x, y, d, c in points]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('\n'.join(lines) + '\n')
+
+
+TRAIN_V, TEST_V = STEREO_SPLITS['train'], STEREO_SPLITS['test']
+# Frames of the fake tree for --frames, per test video, in list order. TEST_V[0] has a list file (plus an
+# unlisted frame 000020), TEST_V[1] none (its sorted file names are the list), TEST_V[2] a list file that is not
+# in name order; TEST_V[3] has one frame. Every training video has one frame 000001, so frame names repeat.
+FAKE_FRAMES = {TEST_V[0]: ['000003', '000005', '000007', '000008', '000010', '000012', '000015'],
+               TEST_V[1]: ['000005', '000006', '000009', '000010', '000011', '000014'],
+               TEST_V[2]: ['000004', '000002', '000009', '000001', '000006', '000003'],
+               TEST_V[3]: ['000001']}
+# --frames paper: the frames at positions 0 and 5 of each list (not the frame numbers divisible by 5).
+PAPER_TEST = {f'{TEST_V[0]}_000003', f'{TEST_V[0]}_000012', f'{TEST_V[1]}_000005', f'{TEST_V[1]}_000014',
+              f'{TEST_V[2]}_000004', f'{TEST_V[2]}_000003', f'{TEST_V[3]}_000001'}
+
+
+def make_stereo_frames(root: Path) -> dict:
+    """The fake tree of :data:`FAKE_FRAMES` with 8 x 12 frames; returns output key -> (VIS, NIR)."""
+    rng = np.random.default_rng(5)
+    sources = {}
+    frames = {**{video: ['000001'] for video in TRAIN_V}, **FAKE_FRAMES}
+    for video, names in frames.items():
+        files = names + (['000020'] if video == TEST_V[0] else [])
+        for name in files:
+            pair = _pair(rng, root / video / 'RGBResize' / f'{name}_RGBResize.png',
+                         root / video / 'NIRResize' / f'{name}_NIRResize.png', (8, 12))
+            if name in names:
+                sources[f'{video}_{name}'] = pair
+    (root / 'lists').mkdir()
+    for video in (TEST_V[0], TEST_V[2]):
+        (root / 'lists' / f'{video}.txt').write_text(''.join(f'{video} {n} 0.01 0.02 1 1\n' for n in frames[video]))
     return sources
 
 
@@ -189,10 +235,10 @@ def test_rgbnir_stereo_splits_lists_and_keypoints(tool, tmp_path, capsys):
     sources = make_stereo(tmp_path / 'src')
     assert _run(tool, 'rgbnir-stereo', '--root', str(tmp_path / 'src'), '--out', str(tmp_path / 'out')) == 0
     for split, videos in STEREO_SPLITS.items():
-        assert_split(tmp_path / 'out' / split, {_stereo_key(v, 1): sources[_stereo_key(v, 1)] for v in videos})
+        assert_split(tmp_path / 'out' / split, {_out_key(v, 1): sources[_out_key(v, 1)] for v in videos})
     assert not (tmp_path / 'out' / 'train' / 'DISP_SPARSE').exists()
     sparse = tmp_path / 'out' / 'test' / 'DISP_SPARSE'
-    assert sorted(p.stem for p in sparse.iterdir()) == sorted(_stereo_key(v, 1) for v in STEREO_SPLITS['test'])
+    assert sorted(p.stem for p in sparse.iterdir()) == sorted(_out_key(v, 1) for v in STEREO_SPLITS['test'])
     kept = POINTS[:4]
     for path in sparse.iterdir():
         np.testing.assert_allclose(read_sparse_disparity(path), kept, atol=1e-4)
@@ -210,7 +256,7 @@ def test_sub_images_keep_the_four_streams_and_keypoints_aligned(tool, tmp_path):
     assert _run(tool, 'rgbnir-stereo', '--root', str(tmp_path / 'src'), '--out', str(tmp_path / 'out'), '--split',
                 'test', '--crop-size', '32', '--step', '16') == 0
     split = tmp_path / 'out' / 'test'
-    key = _stereo_key(STEREO_SPLITS['test'][0], 1)
+    key = _out_key(STEREO_SPLITS['test'][0], 1)
     vis, nir = (img[:52, :68] for img in sources[key])
     boxes = [(y, x) for y in (0, 16, 20) for x in (0, 16, 32, 36)]  # 52 x 68 in 32 x 32 tiles every 16 px
     assert sorted(p.stem for p in (split / 'HR' / 'VIS').glob(f'{key}_s*.png')) == [
@@ -228,6 +274,54 @@ def test_sub_images_keep_the_four_streams_and_keypoints_aligned(tool, tmp_path):
         inside = [p for p in POINTS[:4] if y <= p[1] < y + 32 and x <= p[0] < x + 32]
         np.testing.assert_allclose(points, np.array(inside).reshape(-1, 4) - [x, y, 0, 0], atol=1e-4)
     assert f'{key}_s001.png (32,32,3)' in (split / 'meta_info.txt').read_text().splitlines()
+
+
+def test_stereo_frame_lists_clean_and_paper(tool, tmp_path, capsys):
+    sources = make_stereo_frames(tmp_path / 'src')
+    train_frames = {f'{video}_000001' for video in TRAIN_V}
+    test_frames = {f'{video}_{name}' for video, names in FAKE_FRAMES.items() for name in names}
+    expected = {'clean': {'train': train_frames, 'test': test_frames},
+                'paper': {'train': train_frames | (test_frames - PAPER_TEST), 'test': PAPER_TEST}}
+    assert len(expected['paper']['train']) == 8 + 13
+    for frames, splits in expected.items():
+        extra = () if frames == 'clean' else ('--frames', 'paper')  # clean is the default
+        assert _run(tool, 'rgbnir-stereo', '--root', str(tmp_path / 'src'), '--out', str(tmp_path / frames),
+                    '--scales', '2', *extra) == 0
+        for split, keys in splits.items():
+            assert_split(tmp_path / frames / split, {key: sources[key] for key in keys}, scales=(2, ))
+            settings = (tmp_path / frames / split / '.prepare' / 'settings.json').read_text()
+            assert f'"frames": "{frames}"' in settings
+    capsys.readouterr()
+    assert _run(tool, 'rgbnir-stereo', '--root', str(tmp_path / 'src'), '--out', str(tmp_path / 'clean'), '--scales',
+                '2', '--frames', 'paper') == 2  # a split prepared with the other frame lists is refused
+    err = capsys.readouterr().err
+    assert 'prepared with other settings' in err and "'frames': 'clean'" in err and "'frames': 'paper'" in err
+    _error(tool, capsys, tmp_path / 'src', '--frames chooses the frame lists of rgbnir-stereo', extra=('--frames',
+                                                                                                       'paper'))
+
+
+def test_stereo_keys_start_with_the_video_and_keypoints_follow_their_frame(tool, tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    points = {TEST_V[0]: np.array([[3, 2, 1.5, 1], [10, 7, 4.0, 2]]), TEST_V[1]: np.array([[5, 9, 2.25, 0]])}
+    sources = {}
+    for video, video_points in points.items():  # the same frame name in two videos
+        folder = tmp_path / 'src' / video
+        sources[f'{video}_000001'] = _pair(rng, folder / 'RGBResize' / '000001_RGBResize.png',
+                                           folder / 'NIRResize' / '000001_NIRResize.png', (16, 20))
+        _keypoint_file(folder / 'Keypoint' / '000001_Keypoint.txt', video_points, 16, 20)
+    args = ('rgbnir-stereo', '--root', str(tmp_path / 'src'), '--out', str(tmp_path / 'out'), '--split', 'test',
+            '--subset', *points)
+    assert _run(tool, *args) == 0
+    split = tmp_path / 'out' / 'test'
+    assert_split(split, sources)
+    for video, video_points in points.items():
+        np.testing.assert_allclose(read_sparse_disparity(split / 'DISP_SPARSE' / f'{video}_000001.txt'), video_points,
+                                   atol=1e-4)
+    (tmp_path / 'src' / 'lists').mkdir()
+    listed_twice = tmp_path / 'src' / 'lists' / f'{TEST_V[1]}.txt'
+    listed_twice.write_text(f'{TEST_V[1]} 000001 1 1\n{TEST_V[1]} 000001 1 1\n')
+    _error(tool, capsys, tmp_path / 'src', str(listed_twice), "frame '000001' twice", layout='rgbnir-stereo',
+           extra=args[5:])
 
 
 def test_nirscene_and_ranus_layouts(tool, tmp_path, capsys):

@@ -2,8 +2,8 @@
 """Convert a downloaded RGB-NIR data set to the canonical cross-spectral layout (datasets/README.md).
 
 Layouts (see ``cspsr_arch/data/layouts.py``): ``rgbnir-stereo`` (Zhi et al., CVPR 2018; splits train and
-test by video), ``nirscene`` (EPFL RGB-NIR scene), ``ranus``, ``pairs`` (``<name>_rgb.<ext>`` +
-``<name>_nir.<ext>``). For every pair the tool writes, under ``<out>/<split>/``:
+test, keys ``<video>_<frame>``), ``nirscene`` (EPFL RGB-NIR scene), ``ranus``, ``pairs``
+(``<name>_rgb.<ext>`` + ``<name>_nir.<ext>``). For every pair the tool writes, under ``<out>/<split>/``:
 
 * ``HR/VIS/<key>.png`` (8-bit BGR) and ``HR/NIR/<key>.png`` (8-bit, one channel; a NIR stored with three
   equal channels is reduced to one, three unequal channels are an error); 16-bit sources become 8-bit
@@ -19,6 +19,14 @@ stereo views lose the same columns. Nothing is ever resized. ``--crop-size C --s
 image into C x C sub-images every S pixels (the last one flush with the border; an image side shorter
 than C gives one tile of that side), keys ``<key>_s001``, ...; the LR tiles are cut at the same place from
 the LR image of the whole frame, so HR and LR VIS/NIR tiles stay aligned.
+
+``--frames`` chooses the frame lists of ``rgbnir-stereo``: ``clean`` (default) splits by video (8 training
+videos, 4 test videos: no test scene is seen in training); ``paper`` reproduces the CSPSR authors' lists:
+in each test video, the frames whose index is a multiple of 5 are the test set and the other frames join
+the training set. A frame's index is its 0-based position in its video's frame list (the lines of
+``lists/<video>.txt``, else the sorted file names), as the authors' loader enumerates it; the frame
+number in the file name plays no part. Numbers from the two are not comparable (datasets/README.md,
+"Comparing with the paper's figures").
 
 Re-running skips pairs whose outputs are complete (a record per pair under ``<split>/.prepare/``,
 written after its images, notes the source files). Files are written to a temporary name and moved into
@@ -49,7 +57,7 @@ from typing import Dict, Optional, Sequence
 
 from tqdm import tqdm
 
-from cspsr_arch.data.layouts import DEFAULT_SPLITS, LAYOUTS, SourcePair, scan_layout
+from cspsr_arch.data.layouts import DEFAULT_SPLITS, FRAME_LISTS, LAYOUTS, SourcePair, scan_layout
 from cspsr_arch.errors import CSPSRInputError
 
 FORMAT_VERSION = 1
@@ -87,7 +95,7 @@ def _start_split(split: Path, settings: dict, sparse: bool, scales: Sequence[int
 
     Args:
         split: The split folder.
-        settings: Layout, scales, crop size and step of this run.
+        settings: Layout, scales, crop size, step (and frame lists) of this run.
         sparse: Whether ``DISP_SPARSE`` is written.
         scales: Scales.
     """
@@ -119,7 +127,8 @@ def prepare_split(split: Path, pairs: Sequence[SourcePair], settings: dict, n_pr
     Args:
         split: Output split folder.
         pairs: Its source pairs.
-        settings: ``layout``, ``scales``, ``crop_size``, ``step`` (and the format version).
+        settings: ``layout``, ``scales``, ``crop_size``, ``step``, for rgbnir-stereo ``frames`` (and the format
+            version).
         n_proc: Worker processes.
         progress: Show a progress bar.
 
@@ -189,7 +198,8 @@ def _lmdb(split: Path, n_proc: int, progress: bool) -> str:
 
 def prepare(layout: str, root: str, out: str, scales: Sequence[int] = (2, 4), splits: Optional[Sequence[str]] = None,
             subset: Optional[Sequence[str]] = None, crop_size: Optional[int] = None, step: Optional[int] = None,
-            n_proc: int = 1, lmdb: bool = False, progress: bool = True) -> Dict[str, dict]:
+            n_proc: int = 1, lmdb: bool = False, progress: bool = True,
+            frames: Optional[str] = None) -> Dict[str, dict]:
     """Prepare a source data set in the canonical layout (see the module docstring).
 
     Args:
@@ -204,6 +214,8 @@ def prepare(layout: str, root: str, out: str, scales: Sequence[int] = (2, 4), sp
         n_proc: Worker processes.
         lmdb: Also convert every split to ``<out>/<split>_lmdb`` with tools/create_lmdb.py.
         progress: Show progress bars.
+        frames: Frame lists of rgbnir-stereo, ``clean`` (default) or ``paper`` (see the module docstring);
+            recorded in the split's settings, so a split prepared with the other lists is refused.
 
     Returns:
         Split -> summary (see :func:`prepare_split`), with ``lmdb`` when converted.
@@ -224,9 +236,16 @@ def prepare(layout: str, root: str, out: str, scales: Sequence[int] = (2, 4), sp
                                   f'{lcm} (the lcm of the scales) so that the LR tiles stay aligned.')
     if n_proc < 1:
         raise CSPSRInputError(f'--n-proc must be at least 1, got {n_proc}.')
-    plan = scan_layout(layout, root, splits, subset)
+    if layout == 'rgbnir-stereo':
+        frames = frames or 'clean'
+    elif frames is not None:
+        raise CSPSRInputError(f'--frames chooses the frame lists of rgbnir-stereo; the {layout} layout has none, '
+                              'leave it out.')
+    plan = scan_layout(layout, root, splits, subset, frames or 'clean')
     settings = {'format': FORMAT_VERSION, 'layout': layout, 'scales': scales, 'crop_size': crop_size or None,
                 'step': step if crop_size else None}
+    if frames:
+        settings['frames'] = frames
     summaries = {}
     for split_name, pairs in plan.items():
         if not pairs:
@@ -257,6 +276,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--split', nargs='+', default=None, help='output split(s): train/test for rgbnir-stereo, '
                         'one name for the other layouts (default: test)')
     parser.add_argument('--subset', nargs='+', default=None, help='videos, categories or sequences to prepare')
+    parser.add_argument('--frames', choices=FRAME_LISTS, default=None,
+                        help='rgbnir-stereo frame lists: clean (default) = 8 training videos / 4 test videos; paper '
+                        '= the CSPSR authors\' lists: in each test video the frames at positions 0, 5, 10, ... of '
+                        'its frame list are the test set, its other frames are added to training')
     parser.add_argument('--crop-size', type=int, default=None, help='cut HR images into sub-images of this side')
     parser.add_argument('--step', type=int, default=None, help='sub-image step (default: crop size / 2)')
     parser.add_argument('--n-proc', type=int, default=os.cpu_count() or 1, help='worker processes (default: all cores)')
@@ -268,7 +291,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     start = time.time()
     try:
         summaries = prepare(args.layout, args.root, args.out, args.scales, args.split, args.subset, args.crop_size,
-                            args.step, args.n_proc, args.lmdb)
+                            args.step, args.n_proc, args.lmdb, frames=args.frames)
     except CSPSRInputError as error:
         print(f'prepare_data.py: error: {error}', file=sys.stderr)
         return 2

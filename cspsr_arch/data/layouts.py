@@ -5,10 +5,14 @@
 
 Layouts (names as on the command line):
 
-* ``rgbnir-stereo`` (Zhi et al., CVPR 2018): ``<root>/<video>/RGBResize/<key>_RGBResize.png``,
-  ``<root>/<video>/NIRResize/<key>_NIRResize.png``, optional ``<root>/<video>/Keypoint/<key>_Keypoint.txt``
-  and ``<root>/lists/<video>.txt`` (lines ``<video> <key> ...``: the frames to use). The videos may
-  also sit under ``<root>/data/``. VIS (RGB) is the left view, NIR the right one.
+* ``rgbnir-stereo`` (Zhi et al., CVPR 2018): ``<root>/<video>/RGBResize/<frame>_RGBResize.png``,
+  ``<root>/<video>/NIRResize/<frame>_NIRResize.png``, optional ``<root>/<video>/Keypoint/<frame>_Keypoint.txt``
+  and ``<root>/lists/<video>.txt`` (lines ``<video> <frame> ...``: the frames to use). The videos may
+  also sit under ``<root>/data/``. VIS (RGB) is the left view, NIR the right one. Output keys are
+  always ``<video>_<frame>``: frame names may repeat across videos (per-video frame numbers), and a
+  key that does not depend on the other videos stays the same whichever videos are prepared. Frame
+  lists (:data:`FRAME_LISTS`, see :func:`scan_rgbnir_stereo`): ``clean`` splits by video, ``paper``
+  as the CSPSR authors' code does.
 * ``nirscene`` (EPFL RGB-NIR scene data set): ``<root>/<category>/NNNN_rgb.tiff`` + ``NNNN_nir.tiff``.
 * ``ranus``: ``<root>/RGB/<seq>/<frame>.png`` + ``<root>/NIR/<seq>/<frame>.png``.
 * ``pairs``: ``<root>/<name>_rgb.<ext>`` + ``<root>/<name>_nir.<ext>`` (any image extension).
@@ -32,6 +36,11 @@ STEREO_SPLITS: Dict[str, tuple] = {
               '20170223_1445', '20170224_1022'),
     'test': ('20170222_0951', '20170222_1423', '20170223_1639', '20170224_0742'),
 }
+# Frame lists of rgbnir-stereo: 'clean' = the video lists above (no test scene is seen in training); 'paper' =
+# the CSPSR authors' lists (every PAPER_TEST_EVERY-th frame of the test videos is the test set, the other frames
+# of the test videos join the training set).
+FRAME_LISTS = ('clean', 'paper')
+PAPER_TEST_EVERY = 5
 NIRSCENE_CATEGORIES = ('country', 'field', 'forest', 'indoor', 'mountain', 'oldbuilding', 'street', 'urban', 'water')
 DEFAULT_SPLITS: Dict[str, tuple] = {'rgbnir-stereo': ('train', 'test'), 'nirscene': ('test', ), 'ranus': ('test', ),
                                     'pairs': ('test', )}
@@ -148,7 +157,7 @@ def _choose(known: Sequence[str], subset: Optional[Sequence[str]], what: str) ->
 
 
 def _stereo_list(list_file: Path, video: str) -> List[str]:
-    """Keys of one video from ``lists/<video>.txt`` (lines ``<video> <key> ...``).
+    """Frame names of one video, in line order, from ``lists/<video>.txt`` (lines ``<video> <frame> ...``).
 
     Args:
         list_file: The list file.
@@ -160,61 +169,108 @@ def _stereo_list(list_file: Path, video: str) -> List[str]:
         if not fields:
             continue
         if len(fields) < 2 or fields[0] != video:
-            raise CSPSRInputError(f'{list_file}, line {number}: expected "<video> <key> ..." with video {video}, got '
+            raise CSPSRInputError(f'{list_file}, line {number}: expected "<video> <frame> ..." with video {video}, got '
                                   f'{line.strip()!r}; fix the line or remove the list file to use every frame.')
         keys.append(fields[1])
     return keys
 
 
-def scan_rgbnir_stereo(root: Path, splits: Sequence[str],
-                       subset: Optional[Sequence[str]]) -> Dict[str, List[SourcePair]]:
+def stereo_videos(split: str, frames: str) -> tuple:
+    """Videos whose frames the rgbnir-stereo split ``split`` takes from.
+
+    Args:
+        split: ``train`` or ``test``.
+        frames: One of :data:`FRAME_LISTS`; ``paper`` adds the test videos to ``train``.
+    """
+    if frames == 'paper' and split == 'train':
+        return STEREO_SPLITS['train'] + STEREO_SPLITS['test']
+    return STEREO_SPLITS[split]
+
+
+def in_split(split: str, video: str, index: int, frames: str) -> bool:
+    """Whether the frame at position ``index`` of ``video``'s frame list belongs to ``split``.
+
+    Args:
+        split: ``train`` or ``test``.
+        video: A video of :func:`stereo_videos` for this split.
+        index: Position of the frame in the video's list (see :func:`scan_rgbnir_stereo`).
+        frames: One of :data:`FRAME_LISTS`.
+    """
+    if frames == 'clean' or video not in STEREO_SPLITS['test']:
+        return True
+    return (index % PAPER_TEST_EVERY == 0) == (split == 'test')
+
+
+def _video_frames(root: Path, data: Path, video: str) -> List[SourcePair]:
+    """The frames of one video, in list order, keyed ``<video>_<frame>``.
+
+    Args:
+        root: The data set folder (holds ``lists/``).
+        data: The folder holding the videos (``root`` or ``root/data``).
+        video: The video.
+    """
+    folder = _subfolder(data, video, 'video')
+    rgb_dir = _subfolder(folder, 'RGBResize', 'RGBResize')
+    nir_dir = _subfolder(folder, 'NIRResize', 'NIRResize')
+    list_file = root / 'lists' / f'{video}.txt'
+    if list_file.is_file():
+        frames = _stereo_list(list_file, video)
+    else:
+        frames = [p.name[:-len('_RGBResize.png')] for p in sorted(rgb_dir.glob('*_RGBResize.png'))]
+    pairs: List[SourcePair] = []
+    seen = set()
+    for frame in frames:
+        vis, nir = rgb_dir / f'{frame}_RGBResize.png', nir_dir / f'{frame}_NIRResize.png'
+        if not vis.is_file():
+            raise CSPSRInputError(f'{vis} is missing ({list_file} lists {frame!r}); restore it or remove the '
+                                  'line from the list.')
+        if not nir.is_file():
+            raise CSPSRInputError(f'missing NIR image {nir} for the VIS file {vis}; restore it or remove '
+                                  'the frame (and its line in the list file).')
+        if frame in seen:
+            raise CSPSRInputError(f'{list_file} lists the frame {frame!r} twice; remove one of the lines.')
+        seen.add(frame)
+        keypoints = folder / 'Keypoint' / f'{frame}_Keypoint.txt'
+        pairs.append(SourcePair(check_key(f'{video}_{frame}', vis), str(vis), str(nir),
+                                str(keypoints) if keypoints.is_file() else None))
+    return pairs
+
+
+def scan_rgbnir_stereo(root: Path, splits: Sequence[str], subset: Optional[Sequence[str]],
+                       frames: str = 'clean') -> Dict[str, List[SourcePair]]:
     """List the frames of the RGB-NIR stereo data set per split (see the module docstring).
+
+    A frame's index is its 0-based position in its video's frame list: the order of the lines of
+    ``lists/<video>.txt`` (blank lines skipped) when that file exists, else the sorted file names of
+    ``RGBResize``. The frame number in the file name plays no part. This is what the CSPSR authors'
+    loader (``data/datasetRGBNIR.py``) does: it enumerates the lines of each video's list file and
+    tests ``i % 5``.
 
     Args:
         root: The data set folder.
         splits: Splits to prepare (``train``, ``test``).
         subset: Videos to prepare (default all of the splits).
+        frames: ``clean``: ``train`` = every frame of the 8 training videos, ``test`` = every frame of the
+            4 test videos. ``paper``: ``test`` = the frames of the test videos whose index is a multiple
+            of 5; ``train`` = every frame of the training videos and the other frames of the test videos
+            (test scenes are seen in training, as in the paper).
     """
     unknown = [s for s in splits if s not in STEREO_SPLITS]
     if unknown:
         raise CSPSRInputError(f'unknown split {unknown[0]!r} for rgbnir-stereo: its splits are train and test.')
-    data = root / 'data' if (root / 'data').is_dir() and not any((root / v).is_dir() for s in splits
-                                                                   for v in STEREO_SPLITS[s]) else root
-    chosen = _choose([v for s in splits for v in STEREO_SPLITS[s]], subset, 'video')
-    out: Dict[str, List[SourcePair]] = {}
-    seen: Dict[str, str] = {}
-    for split in splits:
-        pairs = []
-        for video in (v for v in STEREO_SPLITS[split] if v in chosen):
-            folder = _subfolder(data, video, 'video')
-            rgb_dir = _subfolder(folder, 'RGBResize', 'RGBResize')
-            nir_dir = _subfolder(folder, 'NIRResize', 'NIRResize')
-            list_file = root / 'lists' / f'{video}.txt'
-            if list_file.is_file():
-                keys = _stereo_list(list_file, video)
-            else:
-                keys = [p.name[:-len('_RGBResize.png')] for p in sorted(rgb_dir.glob('*_RGBResize.png'))]
-            for key in keys:
-                vis, nir = rgb_dir / f'{key}_RGBResize.png', nir_dir / f'{key}_NIRResize.png'
-                if not vis.is_file():
-                    raise CSPSRInputError(f'{vis} is missing ({list_file} lists {key!r}); restore it or remove the '
-                                          'line from the list.')
-                if not nir.is_file():
-                    raise CSPSRInputError(f'missing NIR image {nir} for the VIS file {vis}; restore it or remove '
-                                          'the frame (and its line in the list file).')
-                if key in seen:
-                    raise CSPSRInputError(f'frame key {key!r} appears in two videos ({seen[key]} and {video}); '
-                                          'rename one of them.')
-                seen[key] = video
-                keypoints = folder / 'Keypoint' / f'{key}_Keypoint.txt'
-                pairs.append(SourcePair(check_key(key, vis), str(vis), str(nir),
-                                        str(keypoints) if keypoints.is_file() else None))
-        out[split] = pairs
-    return out
+    if frames not in FRAME_LISTS:
+        raise CSPSRInputError(f'unknown frame lists {frames!r}; choose one of: {", ".join(FRAME_LISTS)}.')
+    videos = list(dict.fromkeys(v for s in splits for v in stereo_videos(s, frames)))
+    data = root / 'data' if (root / 'data').is_dir() and not any((root / v).is_dir() for v in videos) else root
+    chosen = _choose(videos, subset, 'video')
+    found = {video: _video_frames(root, data, video) for video in chosen}
+    return {split: [pair for video in stereo_videos(split, frames) if video in found
+                    for index, pair in enumerate(found[video]) if in_split(split, video, index, frames)]
+            for split in splits}
 
 
 def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = None,
-                subset: Optional[Sequence[str]] = None) -> Dict[str, List[SourcePair]]:
+                subset: Optional[Sequence[str]] = None, frames: str = 'clean') -> Dict[str, List[SourcePair]]:
     """List the VIS/NIR pairs of a source data set, per output split.
 
     Args:
@@ -224,12 +280,14 @@ def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = N
             (its fixed video lists); the other layouts put every pair into their one split.
         subset: Videos (``rgbnir-stereo``), categories (``nirscene``) or sequences (``ranus``) to prepare;
             default all. For the first two, a missing one is an error unless ``subset`` leaves it out.
+        frames: Frame lists of ``rgbnir-stereo`` (:data:`FRAME_LISTS`, see :func:`scan_rgbnir_stereo`);
+            the other layouts ignore it.
 
     Returns:
-        Split -> pairs sorted by key.
+        Split -> pairs (sorted by key within a video, category or sequence; rgbnir-stereo frames in list order).
 
     Raises:
-        CSPSRInputError: Unknown layout, missing folder or partner file, bad key, duplicate key.
+        CSPSRInputError: Unknown layout, missing folder or partner file, bad key, frame listed twice.
     """
     if layout not in LAYOUTS:
         raise CSPSRInputError(f'unknown layout {layout!r}; choose one of: {", ".join(LAYOUTS)}.')
@@ -239,7 +297,7 @@ def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = N
                               'set folder to --root.')
     splits = list(splits or DEFAULT_SPLITS[layout])
     if layout == 'rgbnir-stereo':
-        return scan_rgbnir_stereo(root, splits, subset)
+        return scan_rgbnir_stereo(root, splits, subset, frames)
     if len(splits) != 1:
         raise CSPSRInputError(f'layout {layout} writes one split; pass one name to --split (got {" ".join(splits)}).')
     if layout == 'pairs':
