@@ -10,6 +10,7 @@ import cspsr_arch  # noqa: F401  (registers everything once for the whole sessio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHARED_REAL = ROOT.parent / 'shared' / 'data' / 'real_rgbnir'
+SHARED_COUNTRY = ROOT.parent / 'shared' / 'data' / 'nirscene_country'
 
 
 def load_tool(name: str):

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 import yaml
-from conftest import SHARED_REAL
+from conftest import SHARED_COUNTRY, SHARED_REAL
 
 from cspsr_arch.benchmark.runs import Run
 from cspsr_arch.benchmark.training import done_record
@@ -23,7 +23,8 @@ PROTOCOL = ('total_iter', 'optim_g', 'scheduler', 'pixel_opt', 'warmup_iter')
 
 
 def _benchmark(out: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--preset', 'quick', '--out', str(out), '--threads', '1']
+    cmd = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--preset', 'quick', '--out', str(out), '--threads', '1',
+           '--protocol', 'both']
     return subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=1500)
 
 
@@ -50,35 +51,62 @@ def test_quick_report_has_every_table_with_finite_figures(quick):
     out, proc = quick
     root = out / 'quick'
     report = json.loads((root / 'report.json').read_text())
-    datasets = ['synthetic'] + (['semisynthetic'] if SHARED_REAL.is_dir() else [])
-    assert list(report['results']) == datasets and list(report['datasets']) == datasets
+    datasets = ['synthetic'] + (['country'] if SHARED_COUNTRY.is_dir() else []) + (
+        ['semisynthetic'] if SHARED_REAL.is_dir() else [])
+    assert list(report['results']) == ['bicubic', 'camera'] and list(report['datasets']) == datasets
     numbers = list(_numbers(report))
     assert len(numbers) > 100 and all(math.isfinite(v) for v in numbers)
-    for dataset in datasets:
-        rows = report['results'][dataset]['x4']
-        assert list(rows) == ['bicubic', *MODELS]
-        for row, scores in rows.items():
-            assert 10 < scores['psnr'] < 50 and 0 < scores['ssim'] < 1 and 0 < scores['ssim_y'] < 1, (dataset, row)
-        for model in MODELS:  # every trained model beats bicubic interpolation
-            assert rows[model]['psnr'] > rows['bicubic']['psnr'], (dataset, model, rows)
-            assert rows[model]['iters'] == 1600 and rows[model]['train_s'] > 0
-        figure = report['figures'][dataset]
-        assert list(figure['psnr']) == ['bicubic', 'EDSR', 'RCAN', 'HAT', 'CSPSR']
-        picture = cv2.imread(str(root / figure['path']))
-        size = figure['box'][2] * max(1, 192 // figure['box'][2])
-        assert picture.shape[1] == 6 * (size + 4) and picture.shape[0] == size + 44 + 4  # 6 panels + labels
-    assert report['stereo']['x4']['iters'] == 50
+    for protocol in ('bicubic', 'camera'):
+        for dataset in datasets:
+            rows = report['results'][protocol][dataset]['x4']
+            assert list(rows) == ['bicubic', *MODELS]
+            for row, scores in rows.items():
+                assert 10 < scores['psnr'] < 50 and 0 < scores['ssim'] < 1 and 0 < scores['ssim_y'] < 1, (dataset, row)
+            for model in MODELS:
+                assert rows[model]['iters'] == 1600 and rows[model]['train_s'] > 0 and rows[model]['seeds'] == 1
+                if protocol == 'bicubic':  # every trained model beats bicubic interpolation
+                    assert rows[model]['psnr'] > rows['bicubic']['psnr'], (dataset, model, rows)
+                pair = rows[model].get('vs_EDSR')
+                assert (pair is None) == (model == 'EDSR')
+                if pair:  # the paired differences are those of the per-image scores
+                    diffs = [rows[model]['images'][k]['psnr'] - rows['EDSR']['images'][k]['psnr'] for k in rows['EDSR']['images']]
+                    assert pair['mean_db'] == pytest.approx(sum(diffs) / len(diffs))
+                    assert pair['wins'] == sum(d > 0 for d in diffs) and pair['images'] == len(diffs)
+                nir_model = model in ('ConcatNIR', 'CSPSR')
+                assert ('nir_zero' in rows[model]) == nir_model
+                if nir_model:
+                    assert rows[model]['nir_zero']['loss_db'] == pytest.approx(
+                        rows[model]['psnr'] - rows[model]['nir_zero']['psnr'])
+                    assert ('nir_swap' in rows[model]) == (report['datasets'][dataset]['test_images'] > 1)
+        # the camera protocol degrades the inputs: bicubic interpolation of them scores lower
+        assert report['results']['camera'][dataset]['x4']['bicubic']['psnr'] < \
+            report['results']['bicubic'][dataset]['x4']['bicubic']['psnr']
+        for protocol in ('bicubic', 'camera'):
+            figure = report['figures'][f'{protocol}_{dataset}']
+            assert list(figure['psnr']) == ['bicubic', 'EDSR', 'RCAN', 'HAT', 'CSPSR']
+            picture = cv2.imread(str(root / figure['path']))
+            size = figure['box'][2] * max(1, 192 // figure['box'][2])
+            assert picture.shape[1] == 6 * (size + 4) and picture.shape[0] == size + 44 + 4  # 6 panels + labels
+    curves = report['validation']['curves']
+    assert list(curves) == ['bicubic', 'camera'] and report['validation']['images'] > 0
+    for by_row in curves.values():
+        assert list(by_row) == MODELS
+        for curve in by_row.values():  # validation every 400 iterations and at the end
+            assert [it for it, _ in curve] == [400, 800, 1200, 1600] and all(10 < v < 50 for _, v in curve)
+    assert cv2.imread(str(root / 'figures' / 'learning_curves.png')).shape[1] == 2 * 560
+    assert report['stereo']['bicubic_x4']['iters'] == 50 and report['stereo']['camera_x4']['iters'] == 50
     cost = report['profile']['scales']['x4']
     assert list(cost) == MODELS
     for figures in cost.values():
         assert figures['params_M'] > 0 and figures['gflops'] > 0 and figures['latency_cpu_s'] > 0
         assert figures['peak_mem_MB'] >= 0
     assert cost['EDSR']['params_M'] == pytest.approx(0.031, abs=0.002)  # 16 features, 2 blocks
-    assert [t['what'].split(',')[0] for t in report['targets']][:len(datasets)] == ['CSPSR - EDSR PSNR'] * len(datasets)
+    assert any(t['what'].startswith('CSPSR - best VIS-only') for t in report['targets'])
     assert all(isinstance(t['met'], bool) for t in report['targets'])
     md = (root / 'report.md').read_text()
-    for text in ('## Table 1 analog: PSNR / SSIM', '| Bicubic |', '| CSPSR |', '## Cost', '## Targets',
-                 '![synthetic](figures/synthetic_x4.png)', 'python tools/benchmark.py --preset quick'):
+    for text in ('## Table 1 analog: PSNR / SSIM', '### camera protocol, synthetic, x4', '| Bicubic |', '| CSPSR |',
+                 'NIR zeroed', '## Learning curves', '](figures/learning_curves.png)', '## Cost', '## Targets',
+                 '![camera_synthetic](figures/camera_synthetic_x4.png)', 'python tools/benchmark.py --preset quick'):
         assert text in md, text
     assert 'report.md' in proc.stdout
 
@@ -86,17 +114,26 @@ def test_quick_report_has_every_table_with_finite_figures(quick):
 def test_every_model_has_the_same_data_and_budget(quick):
     out, _ = quick
     options = {p.stem: yaml.safe_load(p.read_text()) for p in (out / 'quick' / 'options').glob('*.yml')}
-    assert set(options) == {f'{m}_x4' for m in MODELS} | {'stereo_x4'}
-    sr = [options[f'{m}_x4'] for m in MODELS]
+    names = {f'{m}_x4' for m in MODELS} | {'stereo_x4'}
+    assert set(options) == names | {f'{n}_camera' for n in names}
+    sr = [options[f'{m}_x4{p}'] for m in MODELS for p in ('', '_camera')]
     for opt in sr:
         assert {k: opt['train'][k] for k in PROTOCOL} == {k: sr[0]['train'][k] for k in PROTOCOL}
         data = opt['datasets']['train']
         for key in ('dataroot_gt', 'dataroot_lq', 'meta_info_file', 'gt_size', 'batch_size_per_gpu'):
             assert data[key] == sr[0]['datasets']['train'][key], key
-        assert data['use_hflip'] is False and 'val' not in opt
+        assert data['use_hflip'] is False and opt['val']['val_freq'] == 400
+        camera = opt['name'].endswith('_camera')
+        assert ('degradation' in data) == camera and ('degradation' in opt['datasets']['val']) == camera
+        assert opt['datasets']['val']['dataroot_gt'] != data['dataroot_gt']  # a split of its own
+    val_keys = (out / 'quick' / 'data' / 'val' / 'meta_info.txt').read_text()
+    train_keys = (out / 'quick' / 'data' / 'train' / 'meta_info.txt').read_text()
+    assert 'synthetic__color_v0' in val_keys and 'color' not in train_keys  # validation scenes are held out
     cspsr = options['CSPSR_x4']
     assert cspsr['network_g']['cvm'] == 'learned' and cspsr['train']['cssc_opt']['loss_weight'] == 0.1
     assert cspsr['path']['pretrain_network_disp'].endswith('experiments/stereo_x4/models/net_g_latest.pth')
+    assert options['CSPSR_x4_camera']['path']['pretrain_network_disp'].endswith(
+        'experiments/stereo_x4_camera/models/net_g_latest.pth')
     assert options['stereo_x4']['network_g']['max_disp'] == cspsr['network_g']['max_disp'] == 4
     assert options['ConcatNIR_x4']['network_g']['branches'] == 'concat'
     assert options['HAT_x4']['model_type'] == 'SRModel' and options['HAT_x4']['network_g']['type'] == 'HAT'
@@ -106,7 +143,7 @@ def test_a_second_run_retrains_nothing_and_reports_the_same(quick):
     out, _ = quick
     root = out / 'quick'
     checkpoints = {p: p.stat().st_mtime_ns for p in root.glob('experiments/*/models/net_g_latest.pth')}
-    assert len(checkpoints) == len(MODELS) + 1
+    assert len(checkpoints) == 2 * (len(MODELS) + 1)
     before = json.loads((root / 'report.json').read_text())
     proc = _benchmark(out)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -137,9 +174,15 @@ def test_every_preset_plans_runs_the_strict_option_checker_accepts(preset_name, 
     from cspsr_arch.options import check_options, load_options
     make_toy_split(tmp_path / 'train', scales=(2, 4))
     preset = PRESETS[preset_name]
-    runs = plan(ROOT / 'options', tmp_path / 'train', preset, [*SR_MODELS, 'CSPSR_given'], ablations=True)
-    assert runs.ablation['full_x4'] is runs.table[4]['CSPSR']  # Table 4's full model is the CSPSR row itself
-    assert len(runs.ablation) == 8 and [r.model for r in runs.runs].count('stereo') == len(preset.scales)
+    make_toy_split(tmp_path / 'val', scales=(2, 4))
+    runs = plan(ROOT / 'options', tmp_path / 'train', preset, [*SR_MODELS, 'CSPSR_given'], ablations=True,
+                protocols=('bicubic', 'camera'), seeds=2, val_dir=tmp_path / 'val')
+    # Table 4's full model is the CSPSR row itself
+    assert runs.ablation['full_x4'] is runs.table['bicubic'][4]['CSPSR'][0]
+    assert len(runs.ablation) == 8 and [r.model for r in runs.runs].count('stereo') == 2 * len(preset.scales)
+    seeds = [r.opt['manual_seed'] for r in runs.table['camera'][4]['EDSR']]
+    assert seeds[1] == seeds[0] + 1 and [r.name for r in runs.table['camera'][4]['EDSR']] == ['EDSR_x4_camera',
+                                                                                             'EDSR_x4_camera_seed1']
     for run in runs.runs:
         opt = dict(run.opt, is_train=True, path={k: v for k, v in run.opt['path'].items() if k != 'pretrain_network_disp'})
         check_options(opt)  # every key is one the code reads; the data roots exist
@@ -147,7 +190,7 @@ def test_every_preset_plans_runs_the_strict_option_checker_accepts(preset_name, 
     if preset_name == 'paper':  # the option files as they are
         for model in SR_MODELS:
             source = load_options(str(ROOT / 'options' / f'train_{model}_x4.yml'))
-            opt = runs.table[4][model].opt
+            opt = runs.table['bicubic'][4][model][0].opt
             assert opt['network_g'] == source['network_g'] and opt['train'] == source['train']
             assert opt['datasets']['train']['batch_size_per_gpu'] == 32 and opt['datasets']['train']['gt_size'] == 120
         assert runs.runs[0].opt['train']['total_iter'] == 20000
@@ -163,9 +206,9 @@ def test_network_options_from_the_command_line_reach_the_runs_and_typos_are_refu
     assert CPU.networks['CSPSR'].get('norm') is None  # the preset itself is unchanged
     runs = plan(ROOT / 'options', tmp_path / 'train', preset, ['EDSR', 'CSPSR', 'CSPSR_given'], ablations=False)
     for row in ('CSPSR', 'CSPSR_given'):
-        network = runs.table[4][row].opt['network_g']
+        network = runs.table['bicubic'][4][row][0].opt['network_g']
         assert (network['norm'], network['num_dmf'], network['num_feat']) == ('instance', 6, 32)
-    assert runs.table[4]['EDSR'].opt['network_g']['num_block'] == 4
+    assert runs.table['bicubic'][4]['EDSR'][0].opt['network_g']['num_block'] == 4
     for bad, message in (('CSPSR.norm', 'MODEL.KEY=VALUE'), ('norm=batch', 'MODEL.KEY=VALUE'),
                          ('SRCNN.depth=3', "unknown model 'SRCNN'")):
         with pytest.raises(CSPSRInputError, match=message):

@@ -28,7 +28,11 @@ Usage::
 
     python tools/benchmark.py --preset quick [--name NAME] [--out results/benchmark] [--models EDSR CSPSR ...]
                               [--ablations] [--real ../shared/data/real_rgbnir] [--threads N] [--train-only]
-                              [--iters N] [--network MODEL.KEY=VALUE ...]
+                              [--iters N] [--network MODEL.KEY=VALUE ...] [--protocol bicubic|camera|both]
+                              [--seeds N] [--country ../shared/data/nirscene_country]
+
+``--protocol both --seeds 2`` trains every model under both protocols, twice each: the tables give the mean and
+spread over seeds, paired per-image differences and the NIR-zeroed / NIR-swapped diagnostics.
 
 ``--iters`` and ``--network`` (e.g. ``--name cpu_instance --network CSPSR.norm=instance``) change the preset for
 one benchmark, to try a variant on the same data and budget; the report lists the networks as trained.
@@ -44,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from cspsr_arch.benchmark.pipeline import DEFAULT_REAL, run_benchmark
+from cspsr_arch.benchmark.pipeline import DEFAULT_COUNTRY, DEFAULT_REAL, run_benchmark
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -61,6 +65,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help='models of the main table (default: all, and CSPSR_given if the preset has it)')
     p.add_argument('--ablations', action='store_true', help='also train the Table 4 variants (x4)')
     p.add_argument('--real', default=str(DEFAULT_REAL), help=f'folder of real *_rgb/*_nir pairs (default: {DEFAULT_REAL})')
+    p.add_argument('--country', default=str(DEFAULT_COUNTRY),
+                   help=f'folder of the EPFL country pairs, the main real test set (default: {DEFAULT_COUNTRY})')
+    p.add_argument('--protocol', choices=['bicubic', 'camera', 'both'], default='bicubic',
+                   help='bicubic LR inputs (the paper\'s), camera-degraded ones, or both (a table each)')
+    p.add_argument('--seeds', type=int, default=1, help='training runs of every model (mean +- std in the tables)')
     p.add_argument('--iters', type=int, default=None, help="override the preset's training iterations")
     p.add_argument('--network', nargs='+', default=[], metavar='MODEL.KEY=VALUE',
                    help="change the preset's network options, e.g. CSPSR.norm=instance CSPSR.num_dmf=6 (CSPSR's apply "
@@ -86,7 +95,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report = run_benchmark(preset, args.name or preset.name, Path(args.out), models, args.ablations,
                                Path(args.real) if args.real else None,
                                'python tools/benchmark.py ' + ' '.join(a for a in argv if a != '--train-only'),
-                               train_only=args.train_only)
+                               train_only=args.train_only, country=Path(args.country) if args.country else None,
+                               protocols=['bicubic', 'camera'] if args.protocol == 'both' else [args.protocol],
+                               seeds=args.seeds)
     except CSPSRInputError as err:
         print(f'benchmark: error: {err}', file=sys.stderr)
         return 2
@@ -94,9 +105,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if report is None:
         print(f'\ntrained: {root / "experiments"} ({(time.time() - start) / 60:.1f} min)')
         return 0
-    for dataset, by_scale in report['results'].items():
-        for scale, rows in by_scale.items():
-            print(f'\n{dataset} {scale}: ' + '  '.join(f"{k} {v['psnr']:.2f}" for k, v in rows.items()))
+    for protocol, by_dataset in report['results'].items():
+        for dataset, by_scale in by_dataset.items():
+            for scale, rows in by_scale.items():
+                print(f'\n{protocol} {dataset} {scale}: ' + '  '.join(f"{k} {v['psnr']:.2f}" for k, v in rows.items()))
     for t in report['targets']:
         print(f"{t['what']}: {t['value']} (goal {t['goal']}) {'met' if t['met'] else 'NOT met'}")
     print(f'\nreport: {root / "report.md"} ({(time.time() - start) / 60:.1f} min)')

@@ -24,13 +24,21 @@ DEFAULT_OPTS = ('options/demo_CSPSR_x4.yml', 'options/demo_VISonly_x4.yml')
 
 
 def ensure_data(data_dir: Path, scale: int, seed: int) -> None:
-    """Generate the synthetic set unless both splits are already complete."""
-    if all((data_dir / split / 'meta_info.txt').is_file() for split in ('train', 'test')):
+    """Generate the synthetic set unless both splits are complete and were made with these settings.
+
+    The HR VIS is the clean scene (``vis_effects=False``): the camera protocol of the demo's options degrades
+    the LR inputs itself, and its ground truth is what a good camera would record.
+    """
+    settings = {'scales': [scale], 'seed': seed, 'vis_effects': False}
+    stamp = data_dir / 'demo_data.json'
+    if (all((data_dir / split / 'meta_info.txt').is_file() for split in ('train', 'test'))
+            and stamp.is_file() and json.loads(stamp.read_text()) == settings):
         print(f'[demo] data: reusing {data_dir}')
         return
     from cspsr_arch.synthetic.build import make_dataset
     print(f'[demo] data: generating the synthetic cross-spectral stereo set in {data_dir} ...')
-    keys = make_dataset(str(data_dir), scales=(scale, ), seed=seed, overwrite=True)
+    keys = make_dataset(str(data_dir), scales=(scale, ), seed=seed, vis_effects=False, overwrite=True)
+    stamp.write_text(json.dumps(settings) + '\n')
     print(f"[demo] data: {len(keys['train'])} train / {len(keys['test'])} test scenes")
 
 

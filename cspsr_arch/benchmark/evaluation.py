@@ -137,7 +137,8 @@ def _build(run: Run, checkpoint: Path):
     return build_model(opt)  # no pretrain_network_disp: the fine-tuned CVM is part of the checkpoint
 
 
-def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale: int, image_dir: Path) -> dict:
+def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale: int, image_dir: Optional[Path],
+             degradation: Optional[dict] = None, nir: str = 'real') -> Optional[dict]:
     """Scores of a run (None: bicubic) on a test split, cached in ``<root>/eval``.
 
     Args:
@@ -146,22 +147,26 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
         test_name: Name of the test set (for the cache).
         split: Test split folder.
         scale: Scale factor.
-        image_dir: Where ``<key>_<row>.png`` (and ``<key>_GT.png``) go.
+        image_dir: Where ``<key>_<row>.png`` (and ``<key>_GT.png``) go; None: not saved.
+        degradation: The camera protocol's block (the test inputs fixed per key), or None (bicubic protocol).
+        nir: ``'real'``, ``'zero'`` or ``'swap'`` (see :func:`with_nir`).
 
     Returns:
-        dict: the mean of :data:`METRICS` and ``images`` (per key).
+        dict: the mean of :data:`METRICS` and ``images`` (per key); None for ``'swap'`` with one test image.
     """
     from tqdm import tqdm
     row = run.model if run else 'bicubic'
-    tag = f"{run.name if run else f'bicubic_x{scale}'}_{test_name}"
+    protocol = 'camera' if degradation is not None else 'bicubic'
+    tag = f"{run.name if run else f'bicubic_x{scale}_{protocol}'}_{test_name}" + ('' if nir == 'real' else f'_nir_{nir}')
     cache = root / 'eval' / f'{tag}.json'
     checkpoint = root / run.checkpoint if run else None
     if cache.is_file() and (checkpoint is None or cache.stat().st_mtime >= checkpoint.stat().st_mtime):
         return json.loads(cache.read_text())
     model = _build(run, checkpoint) if run else None
-    loader = tqdm(test_loader(split, scale), desc=f'eval {tag}', unit='img', leave=False, dynamic_ncols=True)
-    per_image = score_loader(model, loader, scale, image_dir, row)
-    result = {**mean_scores(per_image), 'images': per_image}
+    loader = tqdm(test_loader(split, scale, degradation), desc=f'eval {tag}', unit='img', leave=False,
+                  dynamic_ncols=True)
+    per_image = score_loader(model, loader, scale, image_dir if nir == 'real' else None, row, nir)
+    result = None if per_image is None else {**mean_scores(per_image), 'images': per_image}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=1))
     return result

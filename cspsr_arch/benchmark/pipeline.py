@@ -31,9 +31,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Dict, List, Optional, Sequence
 
+from cspsr_arch.errors import CSPSRInputError
+
 ROOT = Path(__file__).resolve().parents[2]
 """The repository (its ``options`` and ``tools`` folders)."""
 DEFAULT_REAL = ROOT.parent / 'shared' / 'data' / 'real_rgbnir'
+DEFAULT_COUNTRY = ROOT.parent / 'shared' / 'data' / 'nirscene_country'
 FRAME = (429, 582)  # HR height, width of the cost figures (an RGB-NIR stereo frame)
 DESCRIPTIONS = {
     'EDSR': 'VIS only; BasicSR\'s EDSR.',
@@ -79,8 +82,36 @@ def _generate(folder: Path, settings: dict, make) -> dict:
     return record
 
 
-def prepare_data(data_root: Path, preset, real: Optional[Path]) -> Dict[str, dict]:
-    """Generate (or reuse) the benchmark's data sets; return name -> ``dir``, ``keys``, ``description``."""
+def _semisynthetic(data_root: Path, name: str, source: Path, settings: dict, scales: List[int], policy: str) -> dict:
+    """A semi-synthetic set made from the real pairs of ``source`` (generated or reused)."""
+    semi = dict(settings)
+    policy = semi.pop('misaligned', policy)
+    folder = data_root / name
+    stamp = _plain({'input': str(source.resolve()), 'scales': scales, 'seed': 0, 'misaligned': policy, **semi})
+    print(f'[benchmark] data: semi-synthetic set from {source} in {folder}', flush=True)
+    record = _generate(folder, stamp, lambda: load_tool('make_semisynthetic_rgbnir').build_dataset(
+        source, folder, scales, 0, misaligned=policy, overwrite=True, **semi))
+    skipped = [f"{i['key']} ({i['registration']['misalignment']:.1f} px)" for i in record['infos'] if i['skipped']]
+    kept = [i['key'] for i in record['infos'] if i['misaligned'] and not i['skipped']]
+    size = f"longest side {semi['max_size']} px" if semi.get('max_size') else 'full size'
+    notes = (f"; left out as not registered: {', '.join(skipped)}" if skipped else '') + (
+        f"; kept although the registration check measured more than 2.5 px (moving content between the two "
+        f"shots): {len(kept)} pair(s)" if kept else '')
+    return {'dir': folder, 'keys': record['keys'], 'settings': stamp, 'description': (
+        f"the real VIS/NIR pairs of {source.name}/ with a generated disparity, the real NIR moved to the right view "
+        f"(tools/make_semisynthetic_rgbnir.py, {size}, {semi.get('variants', 2)} variant(s) per training pair, split "
+        f'by scene){notes}.')}
+
+
+def prepare_data(data_root: Path, preset, real: Optional[Path], country: Optional[Path] = None) -> Dict[str, dict]:
+    """Generate (or reuse) the benchmark's data sets; return name -> ``dir``, ``keys``, ``description``.
+
+    Args:
+        data_root: Where the sets go.
+        preset: Their settings.
+        real: Folder of the six real pairs (semi-synthetic set ``semisynthetic``), or None.
+        country: Folder of the EPFL country pairs (semi-synthetic set ``country``), or None.
+    """
     from cspsr_arch.synthetic.build import build_dataset as build_synthetic
     data_root.mkdir(parents=True, exist_ok=True)
     scales = list(preset.scales)
@@ -91,24 +122,15 @@ def prepare_data(data_root: Path, preset, real: Optional[Path]) -> Dict[str, dic
     record = _generate(folder, settings, lambda: build_synthetic(
         folder, scales, 0, overwrite=True, **syn))
     out['synthetic'] = {'dir': folder, 'keys': record['keys'], 'settings': settings, 'description': (
-        f"the embedded synthetic cross-view set (tools/make_synthetic_rgbnir.py, longest side {syn.get('max_size', 480)} "
-        f"px, {syn.get('variants', 2)} variant(s) per training scene; VIS camera effects, rendered NIR, dense "
-        'ground-truth disparity).')}
-    if real is None or not real.is_dir():
-        print(f'[benchmark] data: no real pairs at {real}: the semi-synthetic set is left out', flush=True)
-        return out
-    semi = dict(preset.semisynthetic)
-    folder = data_root / 'semisynthetic'
-    settings = _plain({'input': str(real.resolve()), 'scales': scales, 'seed': 0, **semi})
-    print(f'[benchmark] data: semi-synthetic set from {real} in {folder}', flush=True)
-    record = _generate(folder, settings, lambda: load_tool('make_semisynthetic_rgbnir').build_dataset(
-        real, folder, scales, 0, misaligned='skip', overwrite=True, **semi))
-    skipped = [f"{i['key']} ({i['registration']['misalignment']:.1f} px)" for i in record['infos'] if i['skipped']]
-    size = f"longest side {semi['max_size']} px" if semi.get('max_size') else 'full size'
-    out['semisynthetic'] = {'dir': folder, 'keys': record['keys'], 'settings': settings, 'description': (
-        f"the real VIS/NIR pairs of {real.name}/ with a generated disparity, the real NIR moved to the right view "
-        f"(tools/make_semisynthetic_rgbnir.py, {size}, {semi.get('variants', 2)} variant(s) per training pair, split "
-        'by scene)' + (f"; left out as not registered: {', '.join(skipped)}." if skipped else '.'))}
+        f"the embedded synthetic cross-view set (cspsr_arch.synthetic, longest side {syn.get('max_size', 480)} "
+        f"px, {syn.get('variants', 2)} variant(s) per training scene, {syn.get('test_variants', 1)} per test scene; "
+        'VIS camera effects, rendered NIR, dense ground-truth disparity).')}
+    for name, source, settings, policy in (('country', country, preset.country, 'keep'),
+                                           ('semisynthetic', real, preset.semisynthetic, 'skip')):
+        if source is None or not source.is_dir():
+            print(f'[benchmark] data: no real pairs at {source}: the {name} set is left out', flush=True)
+        elif settings:
+            out[name] = _semisynthetic(data_root, name, source, settings, scales, policy)
     return out
 
 
@@ -122,17 +144,27 @@ def _up_to_date(src: Path, dst: Path) -> bool:
     return d.st_size == s.st_size and d.st_mtime >= s.st_mtime
 
 
-def combine_train_splits(data: Dict[str, dict], out: Path, scales: Sequence[int]) -> Path:
-    """One training split holding every data set's training images (keys ``<data set>__<key>``), hard-linked
-    (copied where links are impossible); kept as it is when it already holds exactly these images (another
+def scene_of(key: str) -> str:
+    """The scene of a training key (``<scene>_v<k>`` -> ``<scene>``)."""
+    stem, _, variant = key.rpartition('_v')
+    return stem if stem and variant.isdigit() else key
+
+
+def combine_train_splits(data: Dict[str, dict], out: Path, scales: Sequence[int],
+                         val_scenes: Optional[Dict[str, Sequence[str]]] = None, validation: bool = False) -> Path:
+    """One split holding every data set's training images (keys ``<data set>__<key>``), hard-linked (copied
+    where links are impossible); kept as it is when it already holds exactly these images (another
     benchmark process may be reading it), rebuilt otherwise.
 
     Args:
         data: Data set name -> record of :func:`prepare_data`.
         out: The combined split folder.
         scales: Scales whose LR folders to include.
+        val_scenes: Per data set, training scenes held out for validation (all variants of each).
+        validation: Build the validation split (those scenes) instead of the training split (the others).
     """
     import shutil
+    held_out = {name: set(scenes) for name, scenes in (val_scenes or {}).items()}
     streams = ['HR/VIS', 'HR/NIR', 'HR/DISP_L', 'HR/DISP_R'] + [
         f'LR_bicubic/X{s}/{k}' for s in scales for k in ('VIS', 'NIR', 'DISP_L', 'DISP_R')]
     meta, files = [], []
@@ -140,8 +172,13 @@ def combine_train_splits(data: Dict[str, dict], out: Path, scales: Sequence[int]
         split = record['dir'] / 'train'
         for line in (split / 'meta_info.txt').read_text().splitlines():
             key = line.split('.png')[0]
+            if (scene_of(key) in held_out.get(name, ())) != validation:
+                continue
             meta.append(f'{name}__{line}')
             files += [(split / stream / f'{key}.png', out / stream / f'{name}__{key}.png') for stream in streams]
+    if not meta:
+        raise CSPSRInputError(f'no {"validation" if validation else "training"} images for {out}: check the preset\'s '
+                              f'val_scenes {val_scenes}.')
     meta_text = '\n'.join(meta) + '\n'
     meta_file = out / 'meta_info.txt'
     if meta_file.is_file() and meta_file.read_text() == meta_text and all(_up_to_date(*f) for f in files):
@@ -181,14 +218,15 @@ def profile_networks(plan, preset, out_dir: Path) -> dict:
     import torch
     profile_model = load_tool('profile_model')
     scales = {}
-    for scale, rows in plan.table.items():
+    table = next(iter(plan.table.values()))  # the networks are the same under every protocol and seed
+    for scale, rows in table.items():
         by_row = scales.setdefault(f'x{scale}', {})
-        for row, run in rows.items():
-            by_row[row] = _cost(profile_model, _plain(run.opt['network_g']), scale, preset.profile_runs,
+        for row, runs in rows.items():
+            by_row[row] = _cost(profile_model, _plain(runs[0].opt['network_g']), scale, preset.profile_runs,
                                 out_dir / 'profile' / f'{row}_x{scale}.json', f'{row} at x{scale}')
     paper = {}
     if preset.paper_cost:
-        for row in [r for r in plan.table[max(plan.table)] if r in profile_model.MODELS]:
+        for row in [r for r in table[max(table)] if r in profile_model.MODELS]:
             net = profile_model.network_options(row, 4)
             paper[row] = _cost(profile_model, net, 4, 2, out_dir / 'profile' / f'paper_{row}_x4.json', f'paper-size {row}')
     return {'frame': f'{FRAME[1] // 4 * 4}x{FRAME[0] // 4 * 4} (x4; {FRAME[1]}x{FRAME[0]} cropped to the scale)',
@@ -196,51 +234,6 @@ def profile_networks(plan, preset, out_dir: Path) -> dict:
             'memory': 'CPU: peak resident-set growth of one forward pass in a fresh process'
                       + ('; GPU figures in report.json' if torch.cuda.is_available() else ''), 'scales': scales,
             **({'paper_size_x4': paper} if paper else {})}
-
-
-def _targets(report: dict) -> List[dict]:
-    targets = []
-    for dataset, goal in (('synthetic', 1.0), ('semisynthetic', 0.5)):
-        rows = report['results'].get(dataset, {}).get('x4', {})
-        if 'CSPSR' in rows and 'EDSR' in rows:
-            delta = rows['CSPSR']['psnr'] - rows['EDSR']['psnr']
-            targets.append({'what': f'CSPSR - EDSR PSNR, {dataset}, x4', 'value': f'{delta:+.2f} dB',
-                            'goal': f'>= +{goal:.1f} dB', 'delta_db': delta, 'met': bool(delta >= goal)})
-    for key, what in (('paper_size_x4', 'CSPSR() / EDSR-baseline CPU latency, x4, paper-size networks'),
-                      ('x4', 'CSPSR / EDSR CPU latency, x4, the networks trained here')):
-        prof = report['profile'].get(key) or report['profile']['scales'].get(key, {})
-        if 'CSPSR' in prof and 'EDSR' in prof:
-            c, e = prof['CSPSR']['latency_cpu_s'], prof['EDSR']['latency_cpu_s']
-            targets.append({'what': what, 'value': f'{c:.3f} s / {e:.3f} s = {c / e:.2f}', 'goal': '<= 1',
-                            'ratio': c / e, 'met': bool(c <= e)})
-    return targets
-
-
-def _evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path) -> tuple:
-    """Scores of bicubic and every row on every test set (Table 1) and of the ablations (Table 4)."""
-    from cspsr_arch.benchmark.evaluation import METRICS, evaluate
-    from cspsr_arch.benchmark.runs import ABLATION_LABELS
-    results, stereo, ablation = {}, {}, {}
-    for dataset, record in data.items():
-        split = record['dir'] / 'test'
-        for scale, rows in plan.table.items():
-            image_dir = root / 'images' / f'{dataset}_x{scale}'
-            table = {'bicubic': {k: evaluate(None, root, dataset, split, scale, image_dir)[k] for k in METRICS}}
-            for row, run in rows.items():
-                scores = evaluate(run, root, dataset, split, scale, image_dir)
-                table[row] = {**{k: scores[k] for k in METRICS}, 'train_s': records[run.name]['wall_s'],
-                              'iters': records[run.name]['iters']}
-                if run.stereo:
-                    stereo[f'x{scale}'] = {'iters': records[run.stereo]['iters'],
-                                           'train_s': records[run.stereo]['wall_s']}
-            results.setdefault(dataset, {})[f'x{scale}'] = table
-        if plan.ablation:
-            image_dir = root / 'images' / f'{dataset}_x4_ablation'
-            ablation[dataset] = {stem: {'label': ABLATION_LABELS.get(stem, stem), 'run': run.name,
-                                        **{k: evaluate(run, root, dataset, split, 4, image_dir)[k] for k in METRICS},
-                                        'train_s': records[run.name]['wall_s']}
-                                 for stem, run in plan.ablation.items()}
-    return results, stereo, ablation
 
 
 def _budget(preset, sample: dict) -> dict:
@@ -253,51 +246,77 @@ def _budget(preset, sample: dict) -> dict:
 
 
 def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations: bool, real: Optional[Path],
-                  command: str, train_only: bool = False) -> Optional[dict]:
-    """Everything of the module docstring; returns the report dictionary (None with ``train_only``)."""
+                  command: str, train_only: bool = False, country: Optional[Path] = None,
+                  protocols: Sequence[str] = ('bicubic', ), seeds: int = 1) -> Optional[dict]:
+    """Everything of the module docstring; returns the report dictionary (None with ``train_only``).
+
+    Args:
+        preset: Budget, sizes and data settings.
+        name: Benchmark name (folder under ``out``).
+        out: Where benchmarks go.
+        models: Rows of the main table.
+        ablations: Also the Table 4 variants.
+        real: Folder of the six real pairs, or None.
+        command: The command line, for the report.
+        train_only: Train and stop.
+        country: Folder of the EPFL country pairs, or None.
+        protocols: ``bicubic`` and/or ``camera``.
+        seeds: Training runs per model and protocol.
+    """
     import torch
 
     from cspsr_arch.benchmark import report as report_mod
+    from cspsr_arch.benchmark.curves import plot
+    from cspsr_arch.benchmark.results import evaluate_all, learning_curves, targets
     from cspsr_arch.benchmark.runs import plan as make_plan
     from cspsr_arch.benchmark.training import setup_logger, train_all
     root = (out / name).resolve()
     (root / 'logs').mkdir(parents=True, exist_ok=True)
     setup_logger(root / 'logs' / 'benchmark.log')
-    data = prepare_data(root / 'data', preset, real)
-    train_dir = combine_train_splits(data, root / 'data' / 'train', preset.scales)
-    plan = make_plan(ROOT / 'options', train_dir, preset, list(models), ablations)
+    data = prepare_data(root / 'data', preset, real, country)
+    val_scenes = {k: v for k, v in preset.val_scenes.items() if k in data}
+    train_dir = combine_train_splits(data, root / 'data' / 'train', preset.scales, val_scenes)
+    val_dir = combine_train_splits(data, root / 'data' / 'val', preset.scales, val_scenes, validation=True) \
+        if val_scenes else None
+    plan = make_plan(ROOT / 'options', train_dir, preset, list(models), ablations, protocols, seeds, val_dir)
     fingerprint = json.dumps({k: v['settings'] for k, v in data.items()}, sort_keys=True)
     records = train_all(plan.runs, root, fingerprint)
     if train_only:
         return None
-    results, stereo, ablation = _evaluate_all(plan, data, records, root)
-    first = plan.table[min(plan.table)]
+    results, stereo, ablation = evaluate_all(plan, data, records, root, preset.camera)
+    first = next(iter(plan.table.values()))[min(preset.scales)]
+    curves = learning_curves(plan, root)
+    plot(curves, root / 'figures' / 'learning_curves.png')
     report = {
         'benchmark': name, 'preset': preset.name, 'command': command,
         'created': datetime.now().isoformat(timespec='seconds'),
         'machine': {'cpus': os.cpu_count(), 'torch': torch.__version__, 'torch_threads': torch.get_num_threads(),
                     **({'gpu': torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {})},
-        'budget': _budget(preset, next(iter(first.values())).opt),
+        'budget': _budget(preset, next(iter(first.values()))[0].opt),
+        'protocols': list(plan.table), 'seeds': seeds, 'camera': _plain(preset.camera),
         'train_images': len((train_dir / 'meta_info.txt').read_text().splitlines()),
+        'validation': {'images': len((val_dir / 'meta_info.txt').read_text().splitlines()) if val_dir else 0,
+                       'scenes': _plain(val_scenes), 'every': preset.val_every,
+                       'figure': 'figures/learning_curves.png', 'curves': curves},
         'datasets': {k: {'description': v['description'], 'train_images': len(v['keys'].get('train', [])),
                          'test_images': len(v['keys'].get('test', [])), 'test_keys': v['keys'].get('test', [])}
                      for k, v in data.items()},
-        'models': {row: {'model_type': run.opt['model_type'], 'network_g': _plain(run.opt['network_g']),
+        'models': {row: {'model_type': runs[0].opt['model_type'], 'network_g': _plain(runs[0].opt['network_g']),
                          'description': DESCRIPTIONS.get(row, '') + ' Here: ' + ', '.join(
-                             f'{k} {v}' for k, v in _plain(run.opt['network_g']).items() if k not in HIDDEN_KEYS) + '.'}
-                   for row, run in first.items()},
+                             f'{k} {v}' for k, v in _plain(runs[0].opt['network_g']).items() if k not in HIDDEN_KEYS)
+                         + '.'} for row, runs in first.items()},
         'results': results, 'stereo': stereo, 'ablation': ablation,
         'profile': profile_networks(plan, preset, root),
     }
     scale = max(preset.scales)
-    shown = [r for r in report_mod.FIGURE_ROWS if r in ('bicubic', 'GT') or r in plan.table[scale]]
     report['figures'] = {}
-    for dataset in data:
-        path = Path('figures') / f'{dataset}_x{scale}.png'
-        figure = report_mod.comparison_figure(root / 'images' / f'{dataset}_x{scale}', shown, root / path, scale)
-        report['figures'][dataset] = {**figure, 'path': str(path), 'scale': f'x{scale}'}
-    report['targets'] = _targets(report)
+    for protocol, by_scale in plan.table.items():
+        shown = [r for r in report_mod.FIGURE_ROWS if r in ('bicubic', 'GT') or r in by_scale[scale]]
+        for dataset in data:
+            path = Path('figures') / f'{protocol}_{dataset}_x{scale}.png'
+            figure = report_mod.comparison_figure(root / 'images' / f'{protocol}_{dataset}_x{scale}', shown,
+                                                  root / path, scale)
+            report['figures'][f'{protocol}_{dataset}'] = {**figure, 'path': str(path), 'scale': f'x{scale}'}
+    report['targets'] = targets(report)
     report_mod.write(report, root)
     return report
-
-

@@ -40,8 +40,14 @@ class Preset:
     Attributes:
         name: Preset name.
         scales: SR scales.
-        synthetic: Keyword arguments of ``tools/make_synthetic_rgbnir.build_dataset``.
-        semisynthetic: Keyword arguments of ``tools/make_semisynthetic_rgbnir.build_dataset`` (without input).
+        synthetic: Keyword arguments of ``cspsr_arch.synthetic.build.build_dataset``.
+        semisynthetic: Keyword arguments of ``tools/make_semisynthetic_rgbnir.build_dataset`` (without input) for
+            the six real pairs of ``--real``.
+        country: The same for the 52 registered EPFL country pairs of ``--country`` (the main real test set).
+        val_scenes: Per data set, training scenes held out as the validation split (scored every ``val_every``
+            iterations for the learning curves; never the test split, never used to choose anything).
+        val_every: Iterations between validations (a multiple of ``print_freq``).
+        camera: The ``degradation`` block of the camera protocol (see ``cspsr_arch.data.degradation``).
         iters: Training iterations of every SR model.
         batch: Batch size of every SR model.
         gt_size: HR patch size of every SR model.
@@ -66,6 +72,10 @@ class Preset:
     scales: Tuple[int, ...]
     synthetic: Dict[str, object]
     semisynthetic: Dict[str, object]
+    country: Dict[str, object] = field(default_factory=dict)
+    val_scenes: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    val_every: int = 500
+    camera: Dict[str, object] = field(default_factory=dict)
     iters: Optional[int] = None
     batch: Optional[int] = None
     gt_size: Optional[int] = None
@@ -85,11 +95,16 @@ class Preset:
     paper_cost: bool = True
 
 
+COUNTRY_TEST = tuple(f'{k:04d}' for k in range(40, 52) if k != 49) + ('0070', )
+"""The last 12 keys of ``nirscene_country`` (0049 does not exist; 0070 is the last key)."""
+
 QUICK = Preset(
     name='quick', scales=(4, ),
     synthetic={'scenes': ('astronaut', 'chelsea', 'coffee', 'color', 'coins', 'motorcycle'),
                'test_scenes': ('coins', 'motorcycle'), 'max_size': 96, 'variants': 2},
     semisynthetic={'max_size': 128, 'variants': 2, 'test_scenes': ('scene_tree', )},
+    country={'max_size': 128, 'variants': 1, 'test_scenes': COUNTRY_TEST[-2:], 'misaligned': 'keep'},
+    val_scenes={'synthetic': ('color', )}, val_every=400,
     iters=1600, batch=8, gt_size=32, lr=2e-3, cosine=True,
     stereo_iters=50, stereo_batch=8, stereo_gt_size=64, max_disp_hr=16,
     networks={
@@ -104,8 +119,11 @@ QUICK = Preset(
 
 CPU = Preset(
     name='cpu', scales=(4, ),
-    synthetic={'max_size': 480, 'variants': 2},
+    synthetic={'max_size': 480, 'variants': 2, 'test_variants': 2,
+               'test_scenes': ('motorcycle', 'camera', 'coins', 'chelsea', 'rocket')},
     semisynthetic={'max_size': 480, 'variants': 8, 'test_scenes': ('scene_tree', )},
+    country={'max_size': 480, 'variants': 2, 'test_scenes': COUNTRY_TEST, 'misaligned': 'keep'},
+    val_scenes={'synthetic': ('coffee', ), 'country': ('0038', '0039')}, val_every=500,
     iters=4000, batch=8, gt_size=96, lr=1e-3, cosine=True,
     stereo_iters=1500, stereo_batch=8, stereo_gt_size=128, max_disp_hr=48,
     networks={
@@ -120,8 +138,11 @@ CPU = Preset(
 
 PAPER = Preset(
     name='paper', scales=(2, 4),
-    synthetic={'max_size': 480, 'variants': 2},
+    synthetic={'max_size': 480, 'variants': 2, 'test_variants': 2,
+               'test_scenes': ('motorcycle', 'camera', 'coins', 'chelsea', 'rocket')},
     semisynthetic={'max_size': 640, 'variants': 8, 'test_scenes': ('scene_tree', )},
+    country={'max_size': 1024, 'variants': 4, 'test_scenes': COUNTRY_TEST, 'misaligned': 'keep'},
+    val_scenes={'synthetic': ('coffee', ), 'country': ('0038', '0039')}, val_every=5000,
     given_reference=True, num_worker=4, print_freq=100, checkpoints=20, profile_runs=10)
 
 PRESETS: Dict[str, Preset] = {p.name: p for p in (QUICK, CPU, PAPER)}

@@ -108,20 +108,48 @@ def check_finite(value, where: str = 'report') -> None:
         raise ValueError(f'{where} is {value}')
 
 
+def _pm(scores: dict, key: str, digits: int) -> str:
+    std = scores.get(f'{key}_std')
+    return f'{scores[key]:.{digits}f}' + (f' ± {std:.{digits}f}' if std and scores.get('seeds', 1) > 1 else '')
+
+
+def _vs(scores: dict, ref: str) -> str:
+    pair = scores.get(f'vs_{ref}')
+    return '-' if pair is None else f"{pair['mean_db']:+.2f} ({pair['wins']}/{pair['images']})"
+
+
+def _nir(scores: dict, kind: str) -> str:
+    nir = scores.get(f'nir_{kind}')
+    return '-' if nir is None else f"{nir['psnr']:.2f} ({-nir['loss_db']:+.2f})"
+
+
 def _results_tables(report: dict) -> List[str]:
-    lines = []
-    for dataset, by_scale in report['results'].items():
-        for scale, rows in by_scale.items():
-            lines += [f'### {dataset}, {scale} ({report["datasets"][dataset]["test_images"]} test images)', '',
-                      '| model | PSNR (dB) | SSIM | PSNR-Y (dB) | SSIM-Y | training |', '| --- | --- | --- | --- | --- | --- |']
-            for row, r in rows.items():
-                lines.append(f"| {label(row)} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['psnr_y']:.2f} | "
-                             f"{r['ssim_y']:.4f} | {_minutes(r.get('train_s'))} |")
-            stereo = report['stereo'].get(scale)
-            if stereo:
-                lines.append(f"\nCSPSR's learned CVM was pre-trained first: {stereo['iters']} iterations, "
-                             f"{_minutes(stereo['train_s'])} (not in its training time above).")
-            lines.append('')
+    lines = ['Mean over the test images (± the standard deviation over seeds when there are several). '
+             '"vs EDSR" / "vs concat": mean per-image PSNR difference against that model on the same inputs, and '
+             'on how many images the row is better. "NIR zeroed" / "NIR swapped": PSNR of the same model with its '
+             'LR NIR replaced by zeros / by the NIR of another test image (change against the row); a model that '
+             'loses nothing there does not use its NIR.', '']
+    for protocol, by_dataset in report['results'].items():
+        for dataset, by_scale in by_dataset.items():
+            for scale, rows in by_scale.items():
+                lines += [f'### {protocol} protocol, {dataset}, {scale} ({report["datasets"][dataset]["test_images"]} '
+                          'test images)', '',
+                          '| model | PSNR (dB) | SSIM | PSNR-Y (dB) | vs EDSR (dB, wins) | vs concat (dB, wins) | '
+                          'NIR zeroed (dB) | NIR swapped (dB) | training |',
+                          '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+                for row, r in rows.items():
+                    lines.append(f"| {label(row)} | {_pm(r, 'psnr', 2)} | {_pm(r, 'ssim', 4)} | {_pm(r, 'psnr_y', 2)} | "
+                                 f"{_vs(r, 'EDSR')} | {_vs(r, 'ConcatNIR')} | {_nir(r, 'zero')} | {_nir(r, 'swap')} | "
+                                 f"{_minutes(r.get('train_s'))} |")
+                stereo = report['stereo'].get(f'{protocol}_{scale}')
+                if stereo:
+                    lines.append(f"\nCSPSR's learned CVM was pre-trained first: {stereo['iters']} iterations, "
+                                 f"{_minutes(stereo['train_s'])} (not in its training time above).")
+                unused = [label(row) for row, r in rows.items() if 'nir_zero' in r and r['nir_zero']['loss_db'] <= 0.05]
+                if unused:
+                    lines.append(f"\nLose at most 0.05 dB when their NIR is zeroed, so they do not use it here: "
+                                 f"{', '.join(unused)}.")
+                lines.append('')
     return lines
 
 
@@ -177,8 +205,19 @@ def markdown(report: dict) -> str:
              f"cross-view matching, pre-trained without labels for {b['stereo_iters']} iterations (batch "
              f"{b['stereo_batch']}, {b['stereo_gt_size']}-pixel HR patches). Scores: PSNR/SSIM of 8-bit images on "
              'RGB and on Y (BasicSR), border = scale, mean over the test images; training times are wall times.', '']
-    lines.append(f"Every model trains once, on the union of the data sets' training splits ({report['train_images']} "
-                 'images), and is tested on each test split:')
+    cam = report.get('camera')
+    lines.append(f"Protocols: {', '.join(report['protocols'])}. *bicubic*: the LR inputs are the bicubic downscaling of "
+                 'the HR images (the paper\'s). *camera*: the LR VIS and NIR additionally carry a camera\'s degradation '
+                 f'(`degradation: {json.dumps(cam)}`, cspsr_arch/data/degradation.py: low light with Poisson-Gaussian '
+                 'noise on the VIS, milder noise on the NIR), drawn anew for every training sample and fixed per test '
+                 'image; the ground truth is the clean HR VIS. Each model is trained under each protocol, '
+                 f"{report['seeds']} time(s) with different seeds.")
+    lines.append('')
+    val = report['validation']
+    lines.append(f"Every model trains on the union of the data sets' training splits ({report['train_images']} "
+                 f"images) less the validation scenes ({val['images']} images: {json.dumps(val['scenes'])}), scored "
+                 f"every {val['every']} iterations for the learning curves; the final weights are tested (nothing is "
+                 'chosen on the test images). Test splits:')
     lines.append('')
     for dataset, d in report['datasets'].items():
         lines.append(f"* **{dataset}**: {d['description']} Train: {d['train_images']} images; test: "
@@ -190,6 +229,8 @@ def markdown(report: dict) -> str:
     lines += ['## Cost', ''] + _profile_table(report)
     if report.get('ablation'):
         lines += ['## Table 4 analog: ablations (x4)', ''] + _ablation_table(report)
+    lines += ['## Learning curves', '', f"Validation PSNR against iteration (mean over seeds): "
+              f"![learning curves]({report['validation']['figure']})", '']
     if report.get('figures'):
         lines += ['## Visual comparison', '']
         for dataset, fig in report['figures'].items():

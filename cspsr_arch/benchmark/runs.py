@@ -12,7 +12,7 @@ and network sizes, drops BasicSR's validation (the benchmark evaluates every mod
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from cspsr_arch.benchmark.presets import Preset
 from cspsr_arch.options import check_keys, load_options, merge_options, signature_keys
@@ -25,6 +25,11 @@ ABLATION_LABELS = {
 """Row labels of the paper's Table 4 for the files of ``options/ablation``."""
 
 
+PROTOCOLS = ('bicubic', 'camera')
+"""``bicubic``: clean bicubic LR inputs (the paper's); ``camera``: the LR VIS and NIR carry the camera
+degradation of the preset's ``camera`` block (``cspsr_arch.data.degradation``), the ground truth is clean."""
+
+
 @dataclass
 class Run:
     """One training run.
@@ -35,6 +40,8 @@ class Run:
         scale: Scale factor.
         opt: Complete options (no ``base``), what ``basicsr train`` gets.
         stereo: Name of the run whose disparity network this one loads, or None.
+        protocol: One of :data:`PROTOCOLS`.
+        seed: Index of the training seed (0, 1, ...).
     """
 
     name: str
@@ -42,6 +49,8 @@ class Run:
     scale: int
     opt: dict
     stereo: Optional[str] = None
+    protocol: str = 'bicubic'
+    seed: int = 0
 
     @property
     def checkpoint(self) -> str:
@@ -49,8 +58,14 @@ class Run:
         return f'experiments/{self.name}/models/net_g_latest.pth'
 
 
+def run_name(model: str, scale: int, protocol: str = 'bicubic', seed: int = 0) -> str:
+    """``<model>_x<s>``, with ``_camera`` for the camera protocol and ``_seed<k>`` for seeds after the first."""
+    return f'{model}_x{scale}' + ('' if protocol == 'bicubic' else f'_{protocol}') + (f'_seed{seed}' if seed else '')
+
+
 def dataset_options(split: Path, scale: int, phase: str, gt_size: Optional[int] = None, batch: Optional[int] = None,
-                    num_worker: int = 0, nir_gt: bool = True, disparity: bool = False) -> dict:
+                    num_worker: int = 0, nir_gt: bool = True, disparity: bool = False,
+                    degradation: Optional[dict] = None) -> dict:
     """``PairedCrossSpectralDataset`` options for a split in the canonical layout.
 
     Args:
@@ -62,6 +77,7 @@ def dataset_options(split: Path, scale: int, phase: str, gt_size: Optional[int] 
         num_worker: Data-loader workers (training).
         nir_gt: Read the HR NIR (L_CSSC needs it).
         disparity: Read the left and right disparities (``cvm: given``, and the test split).
+        degradation: The camera protocol's ``degradation`` block, or None (bicubic protocol).
     """
     lr = split / 'LR_bicubic' / f'X{scale}'
     opt = {'name': f'{split.parent.name}_{split.name}', 'type': 'PairedCrossSpectralDataset',
@@ -71,6 +87,8 @@ def dataset_options(split: Path, scale: int, phase: str, gt_size: Optional[int] 
         opt['dataroot_gt_nir'] = str(split / 'HR' / 'NIR')
     if disparity:
         opt.update(dataroot_disp=str(lr / 'DISP_L'), dataroot_disp_r=str(lr / 'DISP_R'))
+    if degradation is not None:
+        opt['degradation'] = dict(degradation)
     if phase == 'train':
         opt.update(cache_in_memory=True, gt_size=gt_size, use_hflip=False, use_vflip=True, num_worker_per_gpu=num_worker,
                    batch_size_per_gpu=batch, dataset_enlarge_ratio=100, prefetch_mode=None)
@@ -105,8 +123,26 @@ def _sr_train_options(train: dict, preset: Preset) -> dict:
     return train
 
 
-def stereo_run(options_dir: Path, train_dir: Path, scale: int, preset: Preset) -> Run:
-    """Label-free pre-training of CSPSR's learned cross-view matching (``train_disparity_x<s>.yml``)."""
+@dataclass(frozen=True)
+class Setting:
+    """What differs between the runs of one model: protocol, seed and the validation split.
+
+    Attributes:
+        protocol: One of :data:`PROTOCOLS`.
+        seed: Seed index (the option file's ``manual_seed`` plus this).
+        degradation: The camera block (``camera`` protocol), or None.
+        val_dir: Validation split scored every ``preset.val_every`` iterations, or None.
+    """
+
+    protocol: str = 'bicubic'
+    seed: int = 0
+    degradation: Optional[dict] = None
+    val_dir: Optional[Path] = None
+
+
+def stereo_run(options_dir: Path, train_dir: Path, scale: int, preset: Preset, setting: Setting = Setting()) -> Run:
+    """Label-free pre-training of CSPSR's learned cross-view matching (``train_disparity_x<s>.yml``), on the
+    LR inputs of the setting's protocol."""
     source = load_options(str(options_dir / f'train_disparity_x{scale}.yml'))
     train = dict(source['train'])
     iters = preset.stereo_iters or train['total_iter']
@@ -114,15 +150,15 @@ def stereo_run(options_dir: Path, train_dir: Path, scale: int, preset: Preset) -
     if train['scheduler']['type'] == 'CosineAnnealingRestartLR':
         train['scheduler'] = dict(train['scheduler'], periods=[iters], restart_weights=[1])
     src_train = source['datasets']['train']
-    name = f'stereo_x{scale}'
+    name = run_name('stereo', scale, setting.protocol)
     opt = _common(source, name, preset, iters)
     opt['network_g'] = dict(source['network_g'], max_disp=_max_disp(preset, scale, source['network_g']['max_disp']))
     opt['train'] = train
     opt['datasets'] = {'train': dataset_options(train_dir, scale, 'train',
                                                 preset.stereo_gt_size or src_train['gt_size'],
                                                 preset.stereo_batch or src_train['batch_size_per_gpu'],
-                                                preset.num_worker, nir_gt=False)}
-    return Run(name, 'stereo', scale, opt)
+                                                preset.num_worker, nir_gt=False, degradation=setting.degradation)}
+    return Run(name, 'stereo', scale, opt, protocol=setting.protocol)
 
 
 def check_network(network: dict, name: str) -> None:
@@ -133,26 +169,38 @@ def check_network(network: dict, name: str) -> None:
     check_keys(network, None if keys is None else keys | {'type'}, f'{name} (preset networks, --network) network_g')
 
 
+def _validation(opt: dict, preset: Preset, scale: int, setting: Setting, disparity: bool) -> None:
+    """Score the validation split every ``preset.val_every`` iterations (BasicSR's validation, PSNR only)."""
+    if setting.val_dir is None:
+        return
+    val = dataset_options(setting.val_dir, scale, 'val', disparity=disparity, degradation=setting.degradation)
+    opt['datasets']['val'] = dict(val, name='validation')
+    opt['val'] = {'val_freq': preset.val_every, 'save_img': False,
+                  'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': scale}}}
+
+
 def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, preset: Preset, network: dict,
-            stereo: Optional[Run]) -> Run:
+            stereo: Optional[Run], setting: Setting = Setting()) -> Run:
     train = _sr_train_options(source['train'], preset)
     opt = _common(source, name, preset, train['total_iter'])
     opt['network_g'], opt['train'] = network, train
+    opt['manual_seed'] = int(source.get('manual_seed') or 0) + setting.seed
     src_train = source['datasets']['train']
     given = network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'given'
     learned = network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'learned'
     opt['datasets'] = {'train': dataset_options(train_dir, scale, 'train', preset.gt_size or src_train['gt_size'],
                                                 preset.batch or src_train['batch_size_per_gpu'], preset.num_worker,
-                                                disparity=given)}
+                                                disparity=given, degradation=setting.degradation)}
+    _validation(opt, preset, scale, setting, given)
     if learned:
         if stereo is None or stereo.opt['network_g']['max_disp'] != network.get('max_disp', 24):
             raise ValueError(f'{name}: the learned CVM needs a pre-trained disparity network of the same range.')
         opt['path']['pretrain_network_disp'] = stereo.checkpoint
-    return Run(name, model, scale, opt, stereo.name if learned else None)
+    return Run(name, model, scale, opt, stereo.name if learned else None, setting.protocol, setting.seed)
 
 
 def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: Preset,
-           stereo: Optional[Run] = None) -> Run:
+           stereo: Optional[Run] = None, setting: Setting = Setting()) -> Run:
     """A run of one SR model (``EDSR``, ``RCAN``, ``HAT``, ``ConcatNIR``, ``CSPSR`` or ``CSPSR_given``).
 
     Args:
@@ -162,6 +210,7 @@ def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: P
         scale: Scale factor.
         preset: Budget and sizes.
         stereo: The disparity pre-training run (CSPSR with the learned CVM).
+        setting: Protocol, seed and validation split.
     """
     source_model = 'CSPSR' if model == 'CSPSR_given' else model
     source = load_options(str(options_dir / f'train_{source_model}_x{scale}.yml'))
@@ -170,11 +219,13 @@ def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: P
         network['cvm'] = 'given'
     if network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'learned':
         network['max_disp'] = _max_disp(preset, scale, network.get('max_disp', 24))
-    check_network(network, f'{model}_x{scale}')
-    return _sr_run(source, f'{model}_x{scale}', model, train_dir, scale, preset, network, stereo)
+    name = run_name(model, scale, setting.protocol, setting.seed)
+    check_network(network, name)
+    return _sr_run(source, name, model, train_dir, scale, preset, network, stereo, setting)
 
 
-def ablation_runs(options_dir: Path, train_dir: Path, preset: Preset, stereo: Run, cspsr: Run) -> Dict[str, Run]:
+def ablation_runs(options_dir: Path, train_dir: Path, preset: Preset, stereo: Run, cspsr: Run,
+                  setting: Setting = Setting()) -> Dict[str, Run]:
     """The Table 4 variants of ``options/ablation`` (x4) with the preset's budget; ``full_x4`` is ``cspsr``
     itself when their options agree (the same network, loss and budget), else a run of its own.
 
@@ -187,7 +238,8 @@ def ablation_runs(options_dir: Path, train_dir: Path, preset: Preset, stereo: Ru
         network = merge_options(source['network_g'], preset.networks.get('CSPSR', {}))
         if network.get('cvm', 'learned') == 'learned':
             network['max_disp'] = _max_disp(preset, 4, network.get('max_disp', 24))
-        run = _sr_run(source, f'Ablation_{path.stem}', f'Ablation_{path.stem}', train_dir, 4, preset, network, stereo)
+        name = f'Ablation_{path.stem}' + ('' if setting.protocol == 'bicubic' else f'_{setting.protocol}')
+        run = _sr_run(source, name, f'Ablation_{path.stem}', train_dir, 4, preset, network, stereo, setting)
         same = {k: v for k, v in run.opt.items() if k != 'name'} == {k: v for k, v in cspsr.opt.items() if k != 'name'}
         runs[path.stem] = cspsr if same else run
     return runs
@@ -199,16 +251,17 @@ class Plan:
 
     Attributes:
         runs: Runs in training order (each disparity pre-training before the runs that load it).
-        table: Scale -> SR model row -> run.
-        ablation: Ablation file stem -> run (x4).
+        table: Protocol -> scale -> SR model row -> its runs, one per seed.
+        ablation: Ablation file stem -> run (x4, first protocol, first seed).
     """
 
     runs: List[Run]
-    table: Dict[int, Dict[str, Run]]
+    table: Dict[str, Dict[int, Dict[str, List[Run]]]]
     ablation: Dict[str, Run]
 
 
-def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], ablations: bool) -> Plan:
+def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], ablations: bool,
+         protocols: Sequence[str] = ('bicubic', ), seeds: int = 1, val_dir: Optional[Path] = None) -> Plan:
     """Every run of a benchmark: all models train on ``train_dir``.
 
     Args:
@@ -216,20 +269,36 @@ def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], 
         train_dir: The training split.
         preset: Budget and sizes.
         models: SR model rows to train.
-        ablations: Add the Table 4 variants (x4).
+        ablations: Add the Table 4 variants (x4, first protocol, one seed).
+        protocols: Protocols of :data:`PROTOCOLS`; every model is trained and tested under each.
+        seeds: Training runs per model, protocol and scale (seeds 0 .. seeds-1); the disparity pre-training
+            is shared by a protocol's seeds.
+        val_dir: Validation split (learning curves), or None.
     """
+    unknown = sorted(set(protocols) - set(PROTOCOLS))
+    if unknown or not protocols or seeds < 1:
+        raise ValueError(f'protocols must be among {PROTOCOLS} and seeds >= 1, got {list(protocols)}, {seeds}.')
     runs: Dict[str, Run] = {}
-    table, ablation = {}, {}
-    for scale in preset.scales:
-        stereo = stereo_run(options_dir, train_dir, scale, preset)
-        rows = {m: sr_run(options_dir, m, train_dir, scale, preset, stereo) for m in models}
-        table[scale] = rows
-        group = list(rows.values())
-        if ablations and scale == 4:
-            cspsr = rows.get('CSPSR') or sr_run(options_dir, 'CSPSR', train_dir, 4, preset, stereo)
-            ablation = ablation_runs(options_dir, train_dir, preset, stereo, cspsr)
-            group += list(ablation.values())
-        if any(run.stereo == stereo.name for run in group):
-            runs[stereo.name] = stereo
-        runs.update((run.name, run) for run in group)
+    table: Dict[str, Dict[int, Dict[str, List[Run]]]] = {}
+    ablation: Dict[str, Run] = {}
+    for protocol in protocols:
+        degradation = dict(preset.camera) if protocol == 'camera' else None
+        for scale in preset.scales:
+            first = Setting(protocol, 0, degradation, val_dir)
+            stereo = stereo_run(options_dir, train_dir, scale, preset, first)
+            rows: Dict[str, List[Run]] = {m: [] for m in models}
+            for seed in range(seeds):
+                setting = Setting(protocol, seed, degradation, val_dir)
+                for m in models:
+                    rows[m].append(sr_run(options_dir, m, train_dir, scale, preset, stereo, setting))
+            table.setdefault(protocol, {})[scale] = rows
+            group = [run for seeded in rows.values() for run in seeded]
+            if ablations and scale == 4 and protocol == protocols[0]:
+                cspsr = rows['CSPSR'][0] if 'CSPSR' in rows else sr_run(options_dir, 'CSPSR', train_dir, 4, preset,
+                                                                       stereo, first)
+                ablation = ablation_runs(options_dir, train_dir, preset, stereo, cspsr, first)
+                group += list(ablation.values())
+            if any(run.stereo == stereo.name for run in group):
+                runs[stereo.name] = stereo
+            runs.update((run.name, run) for run in group)
     return Plan(list(runs.values()), table, ablation)
