@@ -1,4 +1,4 @@
-"""Every row of the README's "Bad input and faults" table (input side): a clear error, never wrong output."""
+"""Every row of the "Bad input and faults" table (docs/robustness.md, input side): a clear error, never wrong output."""
 from pathlib import Path
 
 import cv2

@@ -1,4 +1,5 @@
-"""Baselines: the HAT wrapper (spandrel), the baseline option files on one base, VIS-only training with our data set."""
+"""Baselines: the HAT wrapper (spandrel), the baseline options under CSPSR's data and protocol, VIS-only training
+with our data set."""
 from pathlib import Path
 
 import pytest
@@ -50,11 +51,9 @@ def test_hat_trains_and_rejects_bad_configurations():
 
 
 @pytest.mark.parametrize('scale', [2, 4])
-def test_baseline_options_share_cspsr_data_and_protocol(scale):
+def test_baselines_train_under_cspsr_data_and_protocol(scale):
+    """A fair comparison: the resolved options of each baseline differ from CSPSR's only in the network."""
     cspsr = load_options(str(ROOT / 'options' / f'train_CSPSR_x{scale}.yml'))
-    base = load_options(str(ROOT / 'options' / 'base' / f'rgbnir_stereo_x{scale}.yml'))
-    assert not {'network_g', 'model_type', 'name'} & set(base), 'a base must not hold model-specific keys'
-    assert not {'cssc_opt', 'freeze_disp'} & set(base['train'])
     for model in BASELINES:
         opt = load_options(str(ROOT / 'options' / f'train_{model}_x{scale}.yml'))
         assert 'base' not in opt and opt['name'] == f'{model}_x{scale}_RGBNIRStereo'

@@ -1,5 +1,6 @@
 """Strict option checking: unknown keys anywhere are errors that name the key."""
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,42 @@ def demo_opt(toy_split):
 def test_shipped_options_use_only_known_keys(demo_opt):
     check_options(demo_opt)  # the demo files with their data paths redirected
     check_options(_redirected('demo_disparity_x4.yml', demo_opt['datasets']['train']['dataroot_gt'].rsplit('/HR', 1)[0]))
-    names = ['train_CSPSR_x4.yml', 'train_CSPSR_x2.yml', 'train_CSPSR_synthetic_x4.yml', 'test_CSPSR_x4.yml',
-             'train_disparity_synthetic_x4.yml', *(f'ablation/{p.name}' for p in (OPTIONS / 'ablation').glob('*.yml'))]
+    names = [p.relative_to(OPTIONS).as_posix() for p in sorted(OPTIONS.rglob('*.yml'))
+             if not p.name.startswith('demo_') and p.parent.name != '_base']
+    assert len(names) == 23, names  # every train, test and ablation file
     for name in names:
         opt = load_options(str(OPTIONS / name))
         opt.update(is_train=name.startswith('train'), dist=False, rank=0, world_size=1, auto_resume=False)
         with pytest.raises(CSPSRInputError, match='Data not found'):  # keys pass; only the data is missing
             check_options(opt)
+
+
+def _differences(a, b, prefix=''):
+    """Places (``'datasets:train:dataroot_lq'``) where two resolved option trees differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {place for key in set(a) | set(b) for place in _differences(a.get(key), b.get(key), f'{prefix}{key}:')}
+    return set() if a == b else {prefix[:-1]}
+
+
+@pytest.mark.parametrize('model', ['CSPSR', 'EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'disparity'])
+def test_x2_options_are_the_x4_options_at_scale_2(model):
+    x4, x2 = (load_options(str(OPTIONS / f'train_{model}_x{s}.yml')) for s in (4, 2))
+    assert x2['scale'] == 2 and x2['name'] == x4['name'].replace('_x4_', '_x2_')
+    assert not re.search(r'X4|_x4', str(x2)), 'an x4 stream or checkpoint left in the x2 options'
+    follow_scale = {'name', 'scale'}
+    for place in _differences(x4, x2) - follow_scale:
+        old, new = x4, x2
+        for part in place.split(':'):
+            old, new = old[part], new[part]
+        if 'dataroot' in place or 'pretrain_network_disp' in place:  # the x2 streams and checkpoints
+            assert new == old.replace('X4', 'X2').replace('_x4_', '_x2_') != old, place
+        elif place in ('network_g:max_disp', 'train:shift_augment'):  # disparities in LR pixels double at x2
+            assert new == 2 * old, place
+        elif place == 'datasets:train:gt_size':  # the stereo network's LR patches grow with its disparities
+            assert model == 'disparity' and new // 2 > old // 4, place
+        else:  # the network's upscale and the metrics' border are the scale
+            assert place in ('network_g:upscale', 'val:metrics:psnr:crop_border', 'val:metrics:ssim:crop_border'), place
+            assert (old, new) == (4, 2), place
 
 
 @pytest.mark.parametrize('place, key, message', [

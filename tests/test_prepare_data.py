@@ -17,6 +17,7 @@ from basicsr.utils.matlab_functions import imresize
 from conftest import SHARED_REAL, load_tool
 
 from cspsr_arch.data.layouts import STEREO_SPLITS, parse_keypoints, read_sparse_disparity
+from cspsr_arch.options import load_options
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'CUDA_VISIBLE_DEVICES': ''}
@@ -446,6 +447,8 @@ def test_stereo_tree_to_lmdb_to_basicsr_train(tool, tmp_path):
     assert (exp / 'models' / 'net_g_latest.pth').is_file()
     log = next(exp.glob('train_*.log')).read_text()
     assert re.search(r'l_pix: [0-9.e+-]+', log) and re.search(r'Validation RGBNIRStereo_test\s+# psnr: [0-9.]+', log)
-    x2 = (REPO / 'options' / 'train_CSPSR_x2.yml').read_text()
-    for root in re.findall(r'dataroot_\w+: (\S+)', x2):  # the x2 options read what the tools wrote
+    x2 = load_options(str(REPO / 'options' / 'train_CSPSR_x2.yml'))
+    roots = [v for dataset in x2['datasets'].values() for k, v in dataset.items() if k.startswith('dataroot')]
+    assert len(roots) == 8
+    for root in roots:  # the x2 options read what the tools wrote
         assert (tmp_path / root).exists(), root

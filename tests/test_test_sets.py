@@ -11,11 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from basicsr.utils.options import yaml_load
 from conftest import load_tool
 
 from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.options import check_options
+from cspsr_arch.options import check_options, load_options
 from cspsr_arch.test_sets import drop_absent_test_sets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +68,7 @@ def _prepare_nirscene(tmp_path: Path) -> None:
 def test_shipped_test_options_keep_the_present_set(tmp_path, monkeypatch):
     _prepare_nirscene(tmp_path)
     monkeypatch.chdir(tmp_path)
-    opt = yaml_load(str(TEST_OPTIONS))
+    opt = load_options(str(TEST_OPTIONS))
     opt.update(is_train=False, dist=False, rank=0, world_size=1, auto_resume=False)
     stream = io.StringIO()
     assert drop_absent_test_sets(opt, stream) == ['RGBNIRStereo_test', 'RANUS_test']

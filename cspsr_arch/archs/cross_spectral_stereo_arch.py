@@ -9,7 +9,7 @@ on its own with ``CrossSpectralStereoModel`` and then inside CSPSR (``cvm: learn
 Our disparity net differs from Zhi et al.'s DispNet-like regressor: it builds a correlation cost
 volume over the integer disparities ``min_disp..max_disp`` from shared, unit-normalised features of the
 two NIR-like images, refines it with a few dilated 2D convolutions and reads the disparity out with a
-soft-argmin (sub-pixel, differentiable). That keeps it at ~54 k parameters, cheap at LR sizes, and
+soft-argmin (sub-pixel, differentiable). That keeps it small (docs/design_notes.md), cheap at LR sizes, and
 lets gradients of CSPSR's losses reach it. The right disparity comes from the same net run on the
 horizontally flipped pair with the views swapped (no second network).
 """

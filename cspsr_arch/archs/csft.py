@@ -28,8 +28,8 @@ class CSFT(nn.Module):
     The paper does not name the activations of ``w_s1``/``w_s2``; a sigmoid makes them gates in
     (0, 1) like ``w_c``, which keeps the product of three gates bounded. Batch normalisation needs
     batches whose statistics match the test images: with the small CPU batches of 24x24 LR patches of
-    the demo its running statistics did not (demo test split: 26.86 dB with the running statistics,
-    27.00 dB with each image's own), hence the instance option, which is the same at training and test.
+    the demo its running statistics did not (measurements: docs/design_notes.md), hence the instance
+    option, which is the same at training and test.
 
     Args:
         num_feat (int): Channels C. Default: 64.

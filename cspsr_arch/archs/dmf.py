@@ -49,8 +49,8 @@ class DMF(nn.Module):
     connections in step 3, which let 15 stacked modules train from scratch at lr 1e-4 without warm-up;
     and a 1x1 convolution on the NIR side. The NIR features were already filtered spatially by the
     dynamic convolution, so ``conv1x1(dyconv(.))`` is a (content-adaptive) separable 3x3 convolution;
-    with two full 3x3 convolutions a module has 103 k parameters and CSPSR 1.88 M, far from the
-    paper's 1.30 M; with the 1x1 one a module has 70 k and CSPSR 1.35 M (see the CSPSR docstring).
+    with two full 3x3 convolutions CSPSR would be far above the paper's parameter count, with the 1x1
+    one it is close to it (counts: docs/design_notes.md).
     The VIS side, which makes the output, keeps its 3x3 convolution.
 
     Args:

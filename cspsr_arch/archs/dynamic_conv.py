@@ -10,7 +10,8 @@ def conv_on_concat(conv: nn.Conv2d, first: Tensor, second: Tensor) -> Tensor:
     """``conv(torch.cat([first, second], 1))`` without building the concatenation.
 
     A convolution of a channel concatenation is the sum of convolutions of its parts with the matching
-    slices of the weight; this skips copying two full feature maps per call (7 % of CSPSR's CPU time).
+    slices of the weight; this skips copying two full feature maps per call (a measurable share of
+    CSPSR's CPU time, docs/design_notes.md).
     """
     split = first.size(1)
     weight = conv.weight
@@ -53,8 +54,8 @@ class DynamicConv(nn.Module):
     dependent convex combination of its neighbours: it can shift NIR features by a fraction of a pixel
     (refining the cross-view warp) or smooth them, and its magnitude never exceeds that of F_nir.
     Unnormalised kernels make the output quadratic in F_nir (the kernels are predicted from F_nir
-    itself): in training at lr 2e-3 the NIR branch then diverged (L_CSSC reached 1e26 after 7k
-    iterations of the demo setting), which the softmax rules out. The predictor starts near identity
+    itself): in training at lr 2e-3 the NIR branch then diverged (docs/design_notes.md), which the
+    softmax rules out. The predictor starts near identity
     (centre tap weight about 0.9).
 
     Args:

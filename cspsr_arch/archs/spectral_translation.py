@@ -18,8 +18,8 @@ class SpectralTranslation(nn.Module):
     Why per pixel, unlike Zhi et al.'s encoder-decoder: a translation with a spatial receptive field can
     learn to shift its output towards the other view, which lowers the view-reconstruction loss with
     a smaller disparity; a per-pixel mapping cannot shift. Our first runs, with a 3x3-convolution body
-    (receptive field 13 pixels), gave disparities biased low by 0.3 to 3.7 LR pixels on the synthetic
-    scenes (those runs also had a flatter cost volume, so this is not a clean ablation).
+    (receptive field 13 pixels), gave disparities biased low on the synthetic scenes (figures:
+    docs/design_notes.md).
 
     Args:
         num_in_ch (int): VIS channels (RGB order when 3). Default: 3.

@@ -15,7 +15,7 @@ budget, the same way for every scale.
   (BatchNorm: 22.41, EDSR 22.14).
 * ``cpu``: the largest budget that fits about an hour on a 2-core CPU: networks of 0.1-0.25 M
   parameters, 4000 iterations of batch 8 with 96-pixel patches (sized from measured iteration rates,
-  see README "Results"). CSPSR keeps the paper's BatchNorm here too: at 2000 iterations of this preset
+  see docs/benchmark.md "Results"). CSPSR keeps the paper's BatchNorm here too: at 2000 iterations of this preset
   with the ground-truth disparity, BatchNorm scored 26.63 / 27.14 dB (synthetic / semi-synthetic) and
   ``norm: instance`` 26.61 / 27.10, and at 4000 iterations instance normalisation fell to 26.57 / 26.85
   (its statistics over 24-pixel training patches differ from those over whole test images).

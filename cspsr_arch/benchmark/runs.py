@@ -2,7 +2,7 @@
 
 Each run's options start from the project's option file of that model and scale (so a network is
 defined in one place): ``options/train_<model>_x<s>.yml`` for the SR models (EDSR, RCAN, HAT and the
-concatenation baseline on ``options/base/rgbnir_stereo_x<s>.yml``, CSPSR), ``options/train_disparity_x<s>.yml``
+concatenation baseline, CSPSR; all on ``options/_base/``), ``options/train_disparity_x<s>.yml``
 for the pre-training of CSPSR's learned cross-view matching, ``options/ablation/*.yml`` for the Table 4
 variants. The benchmark then replaces the data (its own splits, in memory, horizontal flips off for every
 model; one training split for every model, see ``tools/benchmark.py``), applies the preset's common budget (iterations, batch, patch, optimizer, schedule, pixel loss)
