@@ -23,4 +23,4 @@ demo: $(STAMP)
 	$(PY) tools/demo.py
 
 clean-demo:
-	rm -rf datasets/demo experiments/CSPSR_demo_x4 results/demo tb_logger/CSPSR_demo_x4
+	rm -rf datasets/demo experiments/CSPSR_demo_x4 experiments/VISonly_demo_x4 results/demo tb_logger/CSPSR_demo_x4 tb_logger/VISonly_demo_x4
