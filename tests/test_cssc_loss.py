@@ -75,10 +75,14 @@ def test_different_left_and_right_disparities_with_occlusions_by_hand():
         sr2, gt2 = sr.clone(), gt.clone()
         (sr2 if view == 'left' else gt2)[..., pixels] += 5.0
         assert Loss(loss_weight=1.0)(sr2, gt2, d_l, d_r).item() == pytest.approx(loss.item(), rel=1e-5), view
-    # without the consistency check, the occluded pixels count
-    loose = Loss(loss_weight=1.0, occlusion_threshold=None)(sr, gt, d_l, d_r)
-    assert loose.item() == pytest.approx(_cssc_by_hand(sr.flatten().tolist(), gt.flatten().tolist(), DISP_L, DISP_R,
-                                                       float('inf')), rel=1e-5)
+    # a tolerance is inclusive (2.0 keeps the differences of 2), and without the check the occluded pixels count
+    for threshold in (2.0, 1.99, None):
+        by_hand = _cssc_by_hand(sr.flatten().tolist(), gt.flatten().tolist(), DISP_L, DISP_R,
+                                float('inf') if threshold is None else threshold)
+        assert Loss(loss_weight=1.0, occlusion_threshold=threshold)(sr, gt, d_l, d_r).item() == pytest.approx(
+            by_hand, rel=1e-5), threshold
+    # the paper's weight, 0.1, is the default
+    assert Loss()(sr, gt, d_l, d_r).item() == pytest.approx(0.1 * loss.item(), rel=1e-5)
 
 
 def test_the_model_passes_the_left_then_the_right_disparity():

@@ -204,3 +204,26 @@ def test_random_crops_keep_ramp_disparities_aligned(tmp_path):
                 expected = full[key][:, y:y + 8, x:x + 8]
                 assert torch.equal(crop[key], -expected.flip(-1) if flipped else expected), (key, y, x, flipped)
     assert {f for _, f in seen} == {False, True} and len({x for x, _ in seen}) > 2
+
+
+def test_stereo_flip_by_value():
+    img = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    disp = img + 1
+    out = stereo_flip({'lq': img, 'disp': disp}, hflip=False, vflip=True)
+    assert np.array_equal(out['lq'], img[::-1]) and np.array_equal(out['disp'], disp[::-1])  # rows only: no sign
+    out = stereo_flip({'lq': img, 'disp_r': disp}, hflip=True, vflip=False)
+    assert np.array_equal(out['lq'], img[:, ::-1]) and np.array_equal(out['disp_r'], -disp[:, ::-1])
+    assert all(v.flags['C_CONTIGUOUS'] for v in out.values())
+
+
+def test_random_stereo_flip_draws_each_flip_half_of_the_time():
+    from cspsr_arch.data.stereo_transforms import random_stereo_flip
+    img = np.arange(6, dtype=np.float32).reshape(2, 3, 1)
+    random.seed(0)
+    seen = {'h': 0, 'v': 0}
+    for _ in range(400):
+        out = random_stereo_flip({'lq': img}, True, True)['lq']
+        seen['h'] += bool(out[0, 0, 0] in (2, 5))  # a mirrored row starts with its last value
+        seen['v'] += bool(out[0, 0, 0] >= 3)  # the second row came first
+    assert 160 < seen['h'] < 240 and 160 < seen['v'] < 240, seen
+    assert np.array_equal(random_stereo_flip({'lq': img}, False, False)['lq'], img)

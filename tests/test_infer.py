@@ -100,9 +100,8 @@ def test_tiles_cover_any_size_once():
     assert tile_boxes(37, 53, None) == [(0, 37, 0, 53)]
 
 
-@pytest.mark.slow
-def test_nir_window_covers_the_disparity_range(trained):
-    net = trained[0]
+def test_nir_window_covers_the_disparity_range():
+    net = CSPSR(**NET)
     assert disparity_margins(net, None) == (NET['max_disp'] + 1, 1)  # min_disp 0: one column for bilinear
     core = tile_boxes(45, 67, 16)[6]  # an inner tile (3 rows x 5 columns)
     win = input_window(core, 45, 67, 8, disparity_margins(net, None))
