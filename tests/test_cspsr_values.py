@@ -69,15 +69,18 @@ def test_the_output_depends_on_the_nir_exactly_when_the_variant_reads_it(branche
         assert change.max() == 0
 
 
-def test_dual_branch_nir_output_follows_the_warped_nir():
-    """NIR_SR (with the bicubic skip) is the warped NIR plus a residual: a brighter NIR gives a brighter NIR_SR."""
+def test_global_skips_add_the_bicubic_vis_and_warped_nir():
+    """With zero heads (no residual), I_SR is bicubic(VIS) and NIR_SR is bicubic(warped NIR): the global skips."""
     torch.manual_seed(0)
     net = CSPSR(**TINY, cvm='given').eval()
     with torch.no_grad():
-        net.head_nir[0].weight.zero_()
-        net.head_nir[0].bias.zero_()  # no residual: NIR_SR is exactly bicubic(warped NIR)
+        for head in (net.head_nir, net.head_vis):
+            head[0].weight.zero_()
+            head[0].bias.zero_()
         right, disp = _row_shift_pair(6, 12)
-        out = net(torch.rand(1, 3, 6, 12), right, disp)
+        lq = torch.rand(1, 3, 6, 12)
+        out = net(lq, right, disp)
+    assert torch.allclose(out.sr, F.interpolate(lq, scale_factor=2, mode='bicubic', align_corners=False), atol=1e-6)
     warped, _ = warp_to_left(right, disp)
     assert torch.allclose(out.nir_sr, F.interpolate(warped, scale_factor=2, mode='bicubic', align_corners=False),
                           atol=1e-6)
