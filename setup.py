@@ -47,6 +47,8 @@ setup(
         # tools/export_onnx.py: torch.onnx's torch.export-based exporter needs onnxscript; the check runs onnxruntime
         'onnx': ONNX_REQUIRES,
         'test': ['pytest>=7', *ONNX_REQUIRES],
+        # `make mutants` (mutation testing of the core modules; not part of CI)
+        'mutation': ['pytest>=7', 'mutmut>=3.3'],
     },
     entry_points={'console_scripts': ['basicsr = cspsr_arch.cli:main']},
 )

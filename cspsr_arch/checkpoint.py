@@ -29,6 +29,11 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the iteration, the terms and the last checkpoint."""
 
 
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written after :data:`SAVE_RETRIES` attempts: training stops rather than
+    carry on without checkpoints (a later crash would then lose everything since the last one)."""
+
+
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save(obj, path)`` that never leaves a partly written ``path``.
 
@@ -71,14 +76,22 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 
 
 def _save_with_retries(obj: Any, path: str, what: str) -> None:
+    """Save with :func:`atomic_torch_save`, retrying a passing ``OSError``; raise :class:`CheckpointSaveError`
+    when every attempt failed."""
     for attempt in range(1, SAVE_RETRIES + 1):
         try:
             atomic_torch_save(obj, path)
             return
         except OSError as err:
+            error = err
             get_root_logger().warning(f'Cannot save {what} {path} (attempt {attempt}/{SAVE_RETRIES}): {err}')
-            time.sleep(1)
-    get_root_logger().error(f'Gave up saving {what} {path}; the previous file, if any, is unchanged.')
+            if attempt < SAVE_RETRIES:
+                time.sleep(1)
+    message = (f'Training stopped: cannot save the {what} {path} ({error}) after {SAVE_RETRIES} attempts. Free disk '
+               f'space or fix the permissions of {os.path.dirname(os.path.abspath(path))}, then continue with '
+               '--auto_resume (the previous checkpoints are unchanged).')
+    get_root_logger().error(message)
+    raise CheckpointSaveError(message) from error
 
 
 def _reduce_flag(bad: bool, device: torch.device) -> bool:

@@ -17,7 +17,7 @@ from typing import Iterator, List, Optional
 
 import yaml
 
-from cspsr_arch.checkpoint import TrainingDiverged
+from cspsr_arch.checkpoint import CheckpointSaveError, TrainingDiverged
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.infer_command import add_infer_arguments
 
@@ -188,6 +188,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except TrainingDiverged as err:
         print(f'basicsr {argv[0]}: error: {err}', file=sys.stderr)
         return 3
+    except CheckpointSaveError as err:
+        print(f'basicsr {argv[0]}: error: {err}', file=sys.stderr)
+        return 4
     return 0
 
 

@@ -3,7 +3,8 @@
 BasicSR's version maps the state onto ``torch.cuda.current_device()``, which fails on a machine
 without a GPU, and looks for auto-resume states in ``./experiments`` whatever ``experiments_root`` says.
 With ``--auto_resume`` this one also skips, with a warning, a newest state that cannot be read or whose
-network file is missing (a run killed while BasicSR wrote them non-atomically) and takes the one before.
+network file is missing (a run killed while BasicSR wrote them non-atomically) and takes the one before;
+when states exist but none can be used, it stops with an error instead of starting from scratch.
 """
 import os
 import re
@@ -65,7 +66,9 @@ def load_resume_state(opt: dict) -> Optional[dict]:
     else:
         device = torch.device('cpu')
     if opt['auto_resume']:
-        for state_path in states_newest_first(opt['path']['training_states']):
+        folder = opt['path']['training_states']
+        states = states_newest_first(folder)
+        for state_path in states:
             missing = [p for p in _networks_of(opt, state_path) if not osp.isfile(p)]
             try:
                 state = None if missing else _load(state_path, device)
@@ -78,6 +81,10 @@ def load_resume_state(opt: dict) -> Optional[dict]:
             opt['path']['resume_state'] = state_path
             check_resume(opt, state['iter'])
             return state
+        if states:  # starting from scratch here would silently throw away the run
+            raise CSPSRInputError(f'--auto_resume found {len(states)} training state(s) in {folder} but can resume from '
+                                  'none: each is unreadable or lacks its network file (see the warnings above). '
+                                  'Move that folder away to start again, or set path:resume_state to a good state.')
         return None
     state_path = opt['path'].get('resume_state')
     if not state_path:

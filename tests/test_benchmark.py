@@ -282,3 +282,25 @@ def test_the_combined_training_split_is_kept_when_unchanged(tmp_path):
     tool.combine_train_splits(data, tmp_path / 'train', [4])
     assert (out / 'meta_info.txt').read_text() == 'syn__a.png (8, 8, 3)\n' and not (out / 'HR/VIS/syn__b.png').exists()
     assert not (out / 'reader_was_here').exists()
+
+
+def test_cached_scores_are_recomputed_when_the_test_split_changes(tmp_path):
+    from toy_data import make_toy_split
+
+    from cspsr_arch.benchmark.evaluation import evaluate
+    split = tmp_path / 'data' / 'test'
+    make_toy_split(split, keys=('a', 'b'), size=32, scales=(4, ))
+    score = lambda: evaluate(None, tmp_path, 'toy', split, 4, tmp_path / 'images')
+    first = score()
+    cache = tmp_path / 'eval' / 'bicubic_x4_toy.json'
+    stale = json.loads(cache.read_text())
+    stale['psnr'] = 99.0
+    cache.write_text(json.dumps(stale))
+    assert score()['psnr'] == 99.0  # unchanged split: the cached scores are used
+    make_toy_split(split, keys=('a', 'b'), size=32, scales=(4, ), seed=7)  # regenerated: other images
+    second = score()
+    assert second['psnr'] not in (99.0, first['psnr']) and set(second['images']) == {'a', 'b'}
+    assert json.loads(cache.read_text())['psnr'] == second['psnr']
+    (split / 'LR_bicubic' / 'X4' / 'VIS' / 'b.png').write_bytes((split / 'LR_bicubic' / 'X4' / 'VIS' / 'a.png')
+                                                                 .read_bytes())  # one LR image replaced
+    assert score()['images']['b']['psnr'] != second['images']['b']['psnr']

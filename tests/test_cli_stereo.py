@@ -44,9 +44,10 @@ def test_pretrain_disparity_then_train_cspsr_with_it_frozen(tmp_path):
     exp = tmp_path / 'experiments' / 'toy_stereo'
     log = next(exp.glob('train_toy_stereo_*.log')).read_text()
     assert re.search(r'l_stereo: \S+ l_rec: \S+ l_lr: \S+ l_smooth: \S+ epe: \S+', log)
-    # the toy split's disparity is 1 LR pixel everywhere: the disparity is bounded by the search range
+    # the toy split's disparity is 4 HR = 2 LR pixels everywhere, so a zero disparity has an RMSE of 2.0 LR
+    # pixels; the matching (a correlation volume) finds most of the shift from the first iterations on
     rmse = float(re.findall(r'# rmse: ([0-9.]+)', log)[-1])
-    assert 0 <= rmse <= 3.0
+    assert rmse < 0.75 * 2.0  # measured: 0.86 (the columns without a match keep it above 0)
     saved = list((exp / 'visualization').glob('*/*_disp_2.png'))
     assert len(saved) == 3 and all(p.stat().st_size > 0 for p in saved)
     ckpt = exp / 'models' / 'net_g_latest.pth'

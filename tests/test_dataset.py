@@ -175,3 +175,55 @@ def test_stereo_flip_always_returns_copies():
         for vflip in (False, True):
             out = stereo_flip(sample, hflip, vflip)
             assert not any(np.shares_memory(out[k], sample[k]) for k in sample)
+
+
+def test_random_crops_keep_ramp_disparities_aligned(tmp_path):
+    """Left and right disparity maps that vary along x and y are cropped at the place of the images."""
+    from cspsr_arch.data.image_io import encode_disparity
+    split = tmp_path / 'train'
+    make_toy_split(split, keys=('a', ), size=64, scales=(4, ))
+    ys, xs = np.mgrid[0:16, 0:18].astype(np.float64)
+    lr = split / 'LR_bicubic' / 'X4'
+    cv2.imwrite(str(lr / 'DISP_L' / 'a.png'), encode_disparity(1 + 0.25 * xs + 0.5 * ys))
+    cv2.imwrite(str(lr / 'DISP_R' / 'a.png'), encode_disparity(9 - 0.125 * xs + 0.75 * ys))
+    full = Dataset(dataset_opt(split, scale=4))[0]
+    seen = set()
+    for hflip in (False, True):
+        ds = Dataset(dataset_opt(split, scale=4, phase='train', gt_size=32, use_hflip=hflip, use_vflip=False))
+        random.seed(5)
+        for _ in range(6):
+            crop = ds[0]
+            flipped = hflip and torch.equal(crop['disp'], -crop['disp'].abs())  # negated by the flip
+            lq = crop['lq'].flip(-1) if flipped else crop['lq']
+            matches = [(y, x) for y in range(16 - 7) for x in range(18 - 7)
+                       if torch.equal(full['lq'][:, y:y + 8, x:x + 8], lq)]
+            assert len(matches) == 1
+            y, x = matches[0]
+            seen.add((x, flipped))
+            for key in ('disp', 'disp_r'):
+                expected = full[key][:, y:y + 8, x:x + 8]
+                assert torch.equal(crop[key], -expected.flip(-1) if flipped else expected), (key, y, x, flipped)
+    assert {f for _, f in seen} == {False, True} and len({x for x, _ in seen}) > 2
+
+
+def test_stereo_flip_by_value():
+    img = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    disp = img + 1
+    out = stereo_flip({'lq': img, 'disp': disp}, hflip=False, vflip=True)
+    assert np.array_equal(out['lq'], img[::-1]) and np.array_equal(out['disp'], disp[::-1])  # rows only: no sign
+    out = stereo_flip({'lq': img, 'disp_r': disp}, hflip=True, vflip=False)
+    assert np.array_equal(out['lq'], img[:, ::-1]) and np.array_equal(out['disp_r'], -disp[:, ::-1])
+    assert all(v.flags['C_CONTIGUOUS'] for v in out.values())
+
+
+def test_random_stereo_flip_draws_each_flip_half_of_the_time():
+    from cspsr_arch.data.stereo_transforms import random_stereo_flip
+    img = np.arange(6, dtype=np.float32).reshape(2, 3, 1)
+    random.seed(0)
+    seen = {'h': 0, 'v': 0}
+    for _ in range(400):
+        out = random_stereo_flip({'lq': img}, True, True)['lq']
+        seen['h'] += bool(out[0, 0, 0] in (2, 5))  # a mirrored row starts with its last value
+        seen['v'] += bool(out[0, 0, 0] >= 3)  # the second row came first
+    assert 160 < seen['h'] < 240 and 160 < seen['v'] < 240, seen
+    assert np.array_equal(random_stereo_flip({'lq': img}, False, False)['lq'], img)

@@ -12,6 +12,7 @@ from test_cli_train import ENV, _train_options
 
 from cspsr_arch.archs.cspsr_arch import CSPSR
 from cspsr_arch.checkpoint import AtomicCheckpointMixin, TrainingDiverged, atomic_torch_save
+from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.resume import load_resume_state
 
 # Runs `basicsr` with test hooks: CSPSR_TEST_SLEEP seconds per iteration, MSELoss NaN from call CSPSR_TEST_NAN_AT on.
@@ -85,6 +86,7 @@ def test_a_process_killed_while_saving_leaves_the_old_file(tmp_path):
 class _Saver(AtomicCheckpointMixin):
     def __init__(self, folder: Path) -> None:
         self.opt = {'path': {'models': str(folder), 'training_states': str(folder)}}
+        self.optimizers, self.schedulers = [], []
 
     @staticmethod
     def get_bare_model(net):
@@ -211,3 +213,51 @@ def test_resuming_keeps_the_fine_tuned_disparity_network(tmp_path):
     fresh, resumed = cvm_weight(None), cvm_weight(str(tmp_path / '10.state'))
     assert torch.equal(fresh, pretrained.features.body[0].weight)
     assert torch.equal(resumed, tuned.cvm_net.features.body[0].weight)
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_training(tmp_path, monkeypatch):
+    import cspsr_arch.checkpoint as checkpoint
+    from cspsr_arch.checkpoint import CheckpointSaveError
+    monkeypatch.setattr(checkpoint.time, 'sleep', lambda s: None)
+    attempts = []
+
+    def full_disk(obj, f, *args, **kwargs):
+        attempts.append(1)
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(torch, 'save', full_disk)
+    saver = _Saver(tmp_path)
+    with pytest.raises(CheckpointSaveError, match=rf'cannot save the network {tmp_path / "net_g_4.pth"} \(.*No space '
+                       rf'left on device\) after 3 attempts. Free disk space or fix the permissions of {tmp_path}'):
+        saver.save_network(torch.nn.Linear(2, 2), 'net_g', 4)
+    assert len(attempts) == checkpoint.SAVE_RETRIES
+    with pytest.raises(CheckpointSaveError, match=rf'training state {tmp_path / "4.state"}'):
+        saver.save_training_state(0, 4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_exits_non_zero_when_a_checkpoint_cannot_be_written(monkeypatch, capsys):
+    import cspsr_arch.cli as cli
+    from cspsr_arch.checkpoint import CheckpointSaveError
+
+    def failing_run(command, args):
+        raise CheckpointSaveError('Training stopped: cannot save the network x/net_g_4.pth (disk full)')
+
+    monkeypatch.setattr(cli, 'run', failing_run)
+    assert cli.main(['train', '-opt', 'any.yml']) == 4
+    assert 'basicsr train: error: Training stopped: cannot save the network x/net_g_4.pth' in capsys.readouterr().err
+
+
+def test_auto_resume_with_no_usable_state_stops_instead_of_starting_over(tmp_path):
+    states, models = tmp_path / 'training_states', tmp_path / 'models'
+    states.mkdir(), models.mkdir()
+    torch.save({'iter': 2, 'epoch': 0, 'optimizers': [], 'schedulers': []}, states / '2.state')  # no net_g_2.pth
+    (states / '4.state').write_bytes(b'truncated')
+    torch.save({'params': {}}, models / 'net_g_4.pth')
+    opt = {'auto_resume': True, 'num_gpu': 0, 'network_g': {'type': 'CSPSR'},
+           'path': {'training_states': str(states), 'models': str(models), 'resume_state': None}}
+    with pytest.warns(UserWarning), pytest.raises(CSPSRInputError, match=rf'found 2 training state\(s\) in {states} '
+                                                   'but can resume from none'):
+        load_resume_state(opt)
+    opt['path']['training_states'] = str(tmp_path / 'empty')  # nothing to resume: a fresh start is right
+    assert load_resume_state(opt) is None

@@ -100,8 +100,8 @@ def test_tiles_cover_any_size_once():
     assert tile_boxes(37, 53, None) == [(0, 37, 0, 53)]
 
 
-def test_nir_window_covers_the_disparity_range(trained):
-    net = trained[0]
+def test_nir_window_covers_the_disparity_range():
+    net = CSPSR(**NET)
     assert disparity_margins(net, None) == (NET['max_disp'] + 1, 1)  # min_disp 0: one column for bilinear
     core = tile_boxes(45, 67, 16)[6]  # an inner tile (3 rows x 5 columns)
     win = input_window(core, 45, 67, 8, disparity_margins(net, None))
@@ -113,6 +113,31 @@ def test_nir_window_covers_the_disparity_range(trained):
     assert disparity_margins(given, torch.tensor([[[[-1.5, 6.2]]]])) == (8, 3)
 
 
+@pytest.mark.parametrize('low, high', [(0.5, 4.5), (-3.5, -0.25), (-2.5, 3.25)])
+def test_the_nir_window_of_each_tile_is_the_crop_of_the_whole_warped_nir(low, high):
+    """Inside a tile, the NIR the network warps to the VIS view equals the whole image's warped NIR there."""
+    from cspsr_arch.inference import iter_windows
+    torch.manual_seed(0)
+    net = CSPSR(num_feat=4, num_dmf=1, upscale=SCALE, cvm='given').eval()
+    warped = []
+    net.warp_nir.register_forward_hook(lambda module, args, out: warped.append(out))
+    height, width = 20, 41
+    vis, nir = torch.rand(1, 3, height, width), torch.rand(1, 1, height, width)
+    ramp = torch.linspace(low, high, width).view(1, 1, 1, width) + torch.linspace(0, 0.5, height).view(1, 1, height, 1)
+    disp = ramp.clamp(max=high).contiguous()
+    super_resolve(net, vis, nir, disp)
+    whole, whole_valid = warped.pop()
+    super_resolve(net, vis, nir, disp, tile=10, overlap=0)
+    windows = list(iter_windows(height, width, 10, 0, disparity_margins(net, disp)))
+    assert len(warped) == len(windows) == 10
+    for (core, win), (tile_nir, tile_valid) in zip(windows, warped):
+        inside = (..., slice(core.y0 - win.y0, core.y1 - win.y0), slice(core.x0 - win.x0, core.x1 - win.x0))
+        here = (..., slice(core.y0, core.y1), slice(core.x0, core.x1))
+        assert torch.equal(tile_valid[inside], whole_valid[here]), core
+        assert (tile_nir[inside] - whole[here]).abs().max() < 1e-5, ((tile_nir[inside] - whole[here]).abs().max(), core)
+
+
+@pytest.mark.slow
 def test_untiled_output_is_the_network_output(trained, tmp_path):
     net = trained[0]
     vis, nir, _ = lr_pair(37, 53, seed=10)  # sizes divisible by nothing
@@ -126,6 +151,7 @@ def test_untiled_output_is_the_network_output(trained, tmp_path):
     assert np.abs(sr - ref).max() <= 1 / 65535 + 1e-6
 
 
+@pytest.mark.slow
 def test_tiled_agrees_with_untiled_away_from_borders(trained, tmp_path):
     vis, nir, _ = lr_pair(45, 67, seed=11)
     files = write_pair(tmp_path / 'in', 'a', vis, nir)
@@ -139,6 +165,7 @@ def test_tiled_agrees_with_untiled_away_from_borders(trained, tmp_path):
     assert psnr > 65 and diff.max() < 0.005, (psnr, diff.max())  # measured: 74 dB, 0.0016
 
 
+@pytest.mark.slow
 def test_tiles_without_the_disparity_margin_are_worse(trained, monkeypatch):
     """The NIR window margin is what keeps tiles faithful to the stereo geometry."""
     net = trained[0]
@@ -153,6 +180,7 @@ def test_tiles_without_the_disparity_margin_are_worse(trained, monkeypatch):
     assert err_with < 0.75 * err_without, (err_with, err_without)  # measured: 0.0018 vs 0.0030
 
 
+@pytest.mark.slow
 def test_vertical_flip_ensemble(trained, tmp_path):
     net = trained[0]
     vis, nir, _ = lr_pair(30, 41, seed=13)
@@ -167,6 +195,7 @@ def test_vertical_flip_ensemble(trained, tmp_path):
     assert float((plain - flipped).abs().max()) > 1e-3  # the ensemble is not a no-op
 
 
+@pytest.mark.slow
 def test_folders_of_pairs_and_bit_depths(trained, tmp_path):
     pairs = {name: lr_pair(20 + i, 27 + 2 * i, seed=20 + i) for i, name in enumerate(('x', 'y'))}
     for name, (vis, nir, _) in pairs.items():
@@ -214,6 +243,7 @@ def test_given_disparity_model_with_disp_option(tmp_path):
     assert diff.mean() < 2e-3, diff.mean()
 
 
+@pytest.mark.slow
 def test_console_script(trained, tmp_path):
     _, opt, model = trained
     vis, nir, _ = lr_pair(16, 21, seed=40)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from cspsr_arch.archs.branch import ShallowBranch, ShuffleHead
 from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
 from cspsr_arch.archs.dmf import DMF
-from cspsr_arch.archs.warp import warp_to_left
+from cspsr_arch.archs.warp import WarpToLeft
 
 CVM_MODES = ('learned', 'given', 'none')
 BRANCH_MODES = ('dual', 'vis', 'concat')
@@ -111,6 +111,8 @@ class CSPSR(nn.Module):
             if num_nir_ch != 1:
                 raise ValueError(f"cvm='learned' matches a single-channel NIR image, got num_nir_ch={num_nir_ch}.")
             self.cvm_net = CrossSpectralStereoNet(num_in_ch, min_disp=min_disp, max_disp=max_disp)
+        if cvm != 'none':  # a module without weights: a forward hook on it sees the warped NIR and its mask
+            self.warp_nir = WarpToLeft()
         vis_in = num_in_ch + (num_nir_ch + 1 if branches == 'concat' else 0)
         self.branch_vis = ShallowBranch(vis_in, num_feat)
         if branches == 'dual':
@@ -174,7 +176,7 @@ class CSPSR(nn.Module):
         if self.cvm == 'none':
             nir, valid = lq_nir, torch.ones_like(lq_nir[:, :1])
         else:
-            nir, valid = warp_to_left(lq_nir, disp_l)
+            nir, valid = self.warp_nir(lq_nir, disp_l)
         nir_sr = None
         if self.branches == 'dual':
             feat_vis = self.branch_vis(lq)

@@ -16,7 +16,7 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 from basicsr.archs.arch_util import flow_warp
-from torch import Tensor
+from torch import Tensor, nn
 
 # basicsr.archs.arch_util.flow_warp calls torch.meshgrid without indexing= (its default, "ij", is what it needs).
 warnings.filterwarnings("ignore", message="torch.meshgrid: in an upcoming release", category=UserWarning)
@@ -63,6 +63,17 @@ def warp_to_left(img_right: Tensor, disp_left: Tensor) -> Tuple[Tensor, Tensor]:
         tuple[Tensor, Tensor]: Warped image and validity mask (see :func:`shift_horizontally`).
     """
     return shift_horizontally(img_right, -disp_left)
+
+
+class WarpToLeft(nn.Module):
+    """:func:`warp_to_left` as a module (no parameters), so that a forward hook can see its result.
+
+    CSPSR warps the right-view NIR into the left view with it: inspecting the warped NIR of a trained
+    network, or of one tile in tiled inference, needs no change to the network's code.
+    """
+
+    def forward(self, img_right: Tensor, disp_left: Tensor) -> Tuple[Tensor, Tensor]:
+        return warp_to_left(img_right, disp_left)
 
 
 def warp_to_right(img_left: Tensor, disp_right: Tensor) -> Tuple[Tensor, Tensor]:

@@ -6,8 +6,10 @@ test images, as BasicSR's validation does. Scores are BasicSR's ``calculate_psnr
 on 8-bit images (``tensor2img``), on RGB and on the Y channel (``test_y_channel``), with a border of
 ``scale`` pixels cropped, averaged over the images. Bicubic is BasicSR's MATLAB-style ``imresize`` of the
 LR input (the inverse of how the LR images were made). The outputs are saved as PNG for the
-comparison picture.
+comparison picture. Scores are cached per run and test set; a cached entry is used only while the
+checkpoint is not newer and the test split's files are byte for byte those it was computed on.
 """
+import hashlib
 import json
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -48,6 +50,33 @@ def test_loader(split: Path, scale: int, degradation: Optional[dict] = None):
     if degradation is not None:
         opt['degradation'] = degradation
     return build_dataloader(build_dataset(opt), opt, num_gpu=0, dist=False)
+
+
+def split_fingerprint(split: Path, scale: int) -> str:
+    """SHA-256 over the names and contents of every file the test loader reads from ``split`` at ``scale``.
+
+    Args:
+        split: Test split folder.
+        scale: Scale factor (selects ``LR_bicubic/X<scale>``).
+    """
+    opt = dataset_options(split, scale, 'test', disparity=True)
+    files = [Path(opt['meta_info_file'])]
+    for key, root in opt.items():
+        if key.startswith('dataroot_') and Path(root).is_dir():
+            files += [p for p in Path(root).iterdir() if p.is_file()]
+    digest = hashlib.sha256()
+    for path in sorted(p for p in files if p.is_file()):
+        digest.update(f'{path.relative_to(split)}\0'.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _cached(cache: Path, checkpoint: Optional[Path], fingerprint: str) -> Optional[dict]:
+    """The cached scores, if they were computed on this split and the checkpoint is not newer."""
+    if not cache.is_file() or (checkpoint is not None and cache.stat().st_mtime < checkpoint.stat().st_mtime):
+        return None
+    result = json.loads(cache.read_text())
+    return result if result.get('split_sha256') == fingerprint else None
 
 
 def bicubic(lq, scale: int) -> np.ndarray:
@@ -139,7 +168,7 @@ def _build(run: Run, checkpoint: Path):
 
 def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale: int, image_dir: Optional[Path],
              degradation: Optional[dict] = None, nir: str = 'real') -> Optional[dict]:
-    """Scores of a run (None: bicubic) on a test split, cached in ``<root>/eval``.
+    """Scores of a run (None: bicubic) on a test split, cached in ``<root>/eval`` (see :func:`_cached`).
 
     Args:
         run: Trained run, or None for bicubic interpolation.
@@ -152,7 +181,8 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
         nir: ``'real'``, ``'zero'`` or ``'swap'`` (see :func:`with_nir`).
 
     Returns:
-        dict: the mean of :data:`METRICS` and ``images`` (per key); None for ``'swap'`` with one test image.
+        dict: the mean of :data:`METRICS`, ``images`` (per key) and ``split_sha256`` (:func:`split_fingerprint`);
+        None for ``'swap'`` with one test image.
     """
     from tqdm import tqdm
     row = run.model if run else 'bicubic'
@@ -160,13 +190,16 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
     tag = f"{run.name if run else f'bicubic_x{scale}_{protocol}'}_{test_name}" + ('' if nir == 'real' else f'_nir_{nir}')
     cache = root / 'eval' / f'{tag}.json'
     checkpoint = root / run.checkpoint if run else None
-    if cache.is_file() and (checkpoint is None or cache.stat().st_mtime >= checkpoint.stat().st_mtime):
-        return json.loads(cache.read_text())
+    fingerprint = split_fingerprint(split, scale)
+    cached = _cached(cache, checkpoint, fingerprint)
+    if cached is not None:
+        return None if cached.get('unavailable') else cached
     model = _build(run, checkpoint) if run else None
     loader = tqdm(test_loader(split, scale, degradation), desc=f'eval {tag}', unit='img', leave=False,
                   dynamic_ncols=True)
     per_image = score_loader(model, loader, scale, image_dir if nir == 'real' else None, row, nir)
-    result = None if per_image is None else {**mean_scores(per_image), 'images': per_image}
+    result = {'split_sha256': fingerprint, 'unavailable': True} if per_image is None else {
+        **mean_scores(per_image), 'images': per_image, 'split_sha256': fingerprint}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=1))
-    return result
+    return None if result.get('unavailable') else result
