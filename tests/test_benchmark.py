@@ -292,7 +292,7 @@ def test_cached_scores_are_recomputed_when_the_test_split_changes(tmp_path):
     make_toy_split(split, keys=('a', 'b'), size=32, scales=(4, ))
     score = lambda: evaluate(None, tmp_path, 'toy', split, 4, tmp_path / 'images')
     first = score()
-    cache = tmp_path / 'eval' / 'bicubic_x4_toy.json'
+    cache = tmp_path / 'eval' / 'bicubic_x4_bicubic_toy.json'
     stale = json.loads(cache.read_text())
     stale['psnr'] = 99.0
     cache.write_text(json.dumps(stale))
