@@ -17,14 +17,15 @@ from cspsr_arch.benchmark.training import done_record
 from cspsr_arch.errors import CSPSRInputError
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ['EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'CSPSR']
+MODELS = ['EDSR', 'ConcatNIR', 'CSPSR']  # a VIS-only, the concatenation and CSPSR: the rows the tables compare
+ITERS = 800
 METRICS = ('psnr', 'ssim', 'psnr_y', 'ssim_y')
 PROTOCOL = ('total_iter', 'optim_g', 'scheduler', 'pixel_opt', 'warmup_iter')
 
 
 def _benchmark(out: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--preset', 'quick', '--out', str(out), '--threads', '1',
-           '--protocol', 'both']
+           '--protocol', 'both', '--models', *MODELS, '--iters', str(ITERS)]
     return subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=1500)
 
 
@@ -63,7 +64,7 @@ def test_quick_report_has_every_table_with_finite_figures(quick):
             for row, scores in rows.items():
                 assert 10 < scores['psnr'] < 50 and 0 < scores['ssim'] < 1 and 0 < scores['ssim_y'] < 1, (dataset, row)
             for model in MODELS:
-                assert rows[model]['iters'] == 1600 and rows[model]['train_s'] > 0 and rows[model]['seeds'] == 1
+                assert rows[model]['iters'] == ITERS and rows[model]['train_s'] > 0 and rows[model]['seeds'] == 1
                 if protocol == 'bicubic':  # every trained model beats bicubic interpolation
                     assert rows[model]['psnr'] > rows['bicubic']['psnr'], (dataset, model, rows)
                 pair = rows[model].get('vs_EDSR')
@@ -83,16 +84,16 @@ def test_quick_report_has_every_table_with_finite_figures(quick):
             report['results']['bicubic'][dataset]['x4']['bicubic']['psnr']
         for protocol in ('bicubic', 'camera'):
             figure = report['figures'][f'{protocol}_{dataset}']
-            assert list(figure['psnr']) == ['bicubic', 'EDSR', 'RCAN', 'HAT', 'CSPSR']
+            assert list(figure['psnr']) == ['bicubic', 'EDSR', 'CSPSR']
             picture = cv2.imread(str(root / figure['path']))
             size = figure['box'][2] * max(1, 192 // figure['box'][2])
-            assert picture.shape[1] == 6 * (size + 4) and picture.shape[0] == size + 44 + 4  # 6 panels + labels
+            assert picture.shape[1] == 4 * (size + 4) and picture.shape[0] == size + 44 + 4  # 4 panels + labels
     curves = report['validation']['curves']
     assert list(curves) == ['bicubic', 'camera'] and report['validation']['images'] > 0
     for by_row in curves.values():
         assert list(by_row) == MODELS
-        for curve in by_row.values():  # validation every 400 iterations and at the end
-            assert [it for it, _ in curve] == [400, 800, 1200, 1600] and all(10 < v < 50 for _, v in curve)
+        for curve in by_row.values():  # validation every 400 iterations
+            assert [it for it, _ in curve] == [400, 800] and all(10 < v < 50 for _, v in curve)
     assert cv2.imread(str(root / 'figures' / 'learning_curves.png')).shape[1] == 2 * 560
     assert report['stereo']['bicubic_x4']['iters'] == 50 and report['stereo']['camera_x4']['iters'] == 50
     cost = report['profile']['scales']['x4']
@@ -136,7 +137,6 @@ def test_every_model_has_the_same_data_and_budget(quick):
         'experiments/stereo_x4_camera/models/net_g_latest.pth')
     assert options['stereo_x4']['network_g']['max_disp'] == cspsr['network_g']['max_disp'] == 4
     assert options['ConcatNIR_x4']['network_g']['branches'] == 'concat'
-    assert options['HAT_x4']['model_type'] == 'SRModel' and options['HAT_x4']['network_g']['type'] == 'HAT'
 
 
 def test_a_second_run_retrains_nothing_and_reports_the_same(quick):
