@@ -16,7 +16,9 @@ benchmark resumes where it stopped):
 3. **Evaluation** of each model and of bicubic interpolation on each data set's test split (PSNR/SSIM, RGB and
    Y, border = scale; ``cspsr_arch.benchmark.evaluation``), outputs in ``<out>/<name>/images``.
 4. **Cost** of each network as trained: parameters, GFLOPs on a 582x429 HR frame, CPU (and GPU) latency,
-   peak memory (``tools/profile_model.py``).
+   peak memory (``tools/profile_model.py``); training iterations per second of CSPSR and EDSR at the preset's
+   batch and patch size (``cspsr_arch.benchmark.throughput``), eager, and compiled with ``--compile``
+   (which also evaluates through ``torch.compile``).
 5. **Report**: ``<out>/<name>/report.md`` and ``report.json`` (Table 1 and Table 4 analogs, cost, targets) and
    ``<out>/<name>/figures/<data set>_x<s>.png`` (the same crop from bicubic / EDSR / RCAN / HAT / CSPSR / ground
    truth with the crop's PSNR under each).
@@ -215,6 +217,28 @@ def profile_networks(plan, preset, out_dir: Path) -> dict:
             **({'paper_size_x4': paper} if paper else {})}
 
 
+def measure_throughput(plan, compiled: bool, out_dir: Path) -> dict:
+    """Training iterations per second of CSPSR and EDSR at the largest scale, eager (and compiled), cached."""
+    from cspsr_arch.benchmark.throughput import training_throughput
+    scale = max(plan.table)
+    rows = {}
+    for row in ('CSPSR', 'EDSR'):
+        run = plan.table[scale].get(row)
+        if run is None:
+            continue
+        for mode in ('eager', 'compiled') if compiled else ('eager', ):
+            cache = out_dir / 'profile' / f'throughput_{row}_x{scale}_{mode}.json'
+            if cache.is_file() and json.loads(cache.read_text())['options'] == _plain(run.opt):
+                figures = json.loads(cache.read_text())['figures']
+            else:
+                print(f'[benchmark] training throughput of {row} ({mode})', flush=True)
+                figures = training_throughput(run.opt, compiled=mode == 'compiled')
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps({'options': _plain(run.opt), 'figures': figures}))
+            rows.setdefault(row, {})[mode] = figures
+    return {'scale': f'x{scale}', 'rows': rows}
+
+
 def _targets(report: dict) -> List[dict]:
     targets = []
     for dataset, goal in (('synthetic', 1.0), ('semisynthetic', 0.5)):
@@ -233,7 +257,7 @@ def _targets(report: dict) -> List[dict]:
     return targets
 
 
-def _evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path) -> tuple:
+def _evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, compiled: bool = False) -> tuple:
     """Scores of bicubic and every row on every test set (Table 1) and of the ablations (Table 4)."""
     from cspsr_arch.benchmark.evaluation import METRICS, evaluate
     from cspsr_arch.benchmark.runs import ABLATION_LABELS
@@ -244,7 +268,7 @@ def _evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path) -> tup
             image_dir = root / 'images' / f'{dataset}_x{scale}'
             table = {'bicubic': {k: evaluate(None, root, dataset, split, scale, image_dir)[k] for k in METRICS}}
             for row, run in rows.items():
-                scores = evaluate(run, root, dataset, split, scale, image_dir)
+                scores = evaluate(run, root, dataset, split, scale, image_dir, compiled)
                 table[row] = {**{k: scores[k] for k in METRICS}, 'train_s': records[run.name]['wall_s'],
                               'iters': records[run.name]['iters']}
                 if run.stereo:
@@ -254,7 +278,7 @@ def _evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path) -> tup
         if plan.ablation:
             image_dir = root / 'images' / f'{dataset}_x4_ablation'
             ablation[dataset] = {stem: {'label': ABLATION_LABELS.get(stem, stem), 'run': run.name,
-                                        **{k: evaluate(run, root, dataset, split, 4, image_dir)[k] for k in METRICS},
+                                        **{k: evaluate(run, root, dataset, split, 4, image_dir, compiled)[k] for k in METRICS},
                                         'train_s': records[run.name]['wall_s']}
                                  for stem, run in plan.ablation.items()}
     return results, stereo, ablation
@@ -270,7 +294,7 @@ def _budget(preset, sample: dict) -> dict:
 
 
 def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations: bool, real: Optional[Path],
-                  command: str, train_only: bool = False) -> Optional[dict]:
+                  command: str, train_only: bool = False, compiled: bool = False) -> Optional[dict]:
     """Everything of the module docstring; returns the report dictionary (None with ``train_only``)."""
     import torch
 
@@ -287,7 +311,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
     records = train_all(plan.runs, root, fingerprint)
     if train_only:
         return None
-    results, stereo, ablation = _evaluate_all(plan, data, records, root)
+    results, stereo, ablation = _evaluate_all(plan, data, records, root, compiled)
     first = plan.table[min(plan.table)]
     report = {
         'benchmark': name, 'preset': preset.name, 'command': command,
@@ -305,6 +329,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
                    for row, run in first.items()},
         'results': results, 'stereo': stereo, 'ablation': ablation,
         'profile': profile_networks(plan, preset, root),
+        'throughput': measure_throughput(plan, compiled, root),
     }
     scale = max(preset.scales)
     shown = [r for r in report_mod.FIGURE_ROWS if r in ('bicubic', 'GT') or r in plan.table[scale]]
@@ -339,6 +364,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--train-only', action='store_true',
                    help='train and stop (no evaluation, no report): a helper process sharing the training of a '
                         'benchmark that another process runs with the same arguments')
+    p.add_argument('--compile', action='store_true',
+                   help='torch.compile the networks for the evaluation, and also report compiled training throughput')
     p.add_argument('--threads', type=int, default=None,
                    help='CPU threads of torch (default: its own choice, all cores); 1 is faster on a busy machine')
     args = p.parse_args(argv)
@@ -357,7 +384,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report = run_benchmark(preset, args.name or preset.name, Path(args.out), models, args.ablations,
                                Path(args.real) if args.real else None,
                                'python tools/benchmark.py ' + ' '.join(a for a in argv if a != '--train-only'),
-                               train_only=args.train_only)
+                               train_only=args.train_only, compiled=args.compile)
     except CSPSRInputError as err:
         print(f'benchmark: error: {err}', file=sys.stderr)
         return 2

@@ -57,7 +57,8 @@ def _build(run: Run, checkpoint: Path):
     return build_model(opt)  # no pretrain_network_disp: the fine-tuned CVM is part of the checkpoint
 
 
-def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale: int, image_dir: Path) -> dict:
+def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale: int, image_dir: Path,
+             compiled: bool = False) -> dict:
     """Scores of a run (None: bicubic) on a test split, cached in ``<root>/eval``.
 
     Args:
@@ -67,6 +68,8 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
         split: Test split folder.
         scale: Scale factor.
         image_dir: Where ``<key>_<row>.png`` (and ``<key>_GT.png``) go.
+        compiled: Run the network through ``torch.compile`` (height and width dynamic: one compilation for
+            test images of any size).
 
     Returns:
         dict: the mean of :data:`METRICS` and ``images`` (per key).
@@ -80,6 +83,9 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
     if cache.is_file() and (checkpoint is None or cache.stat().st_mtime >= checkpoint.stat().st_mtime):
         return json.loads(cache.read_text())
     model = _build(run, checkpoint) if run else None
+    if model is not None and compiled:
+        from cspsr_arch.compile import compile_network
+        model.net_g = compile_network(model.net_g, model.device, log=lambda msg: print(f'[benchmark] {msg}'))
     image_dir.mkdir(parents=True, exist_ok=True)
     per_image = {}
     loader = test_loader(split, scale)
