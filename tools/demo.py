@@ -43,11 +43,11 @@ def ensure_data(data_dir: Path, scale: int, seed: int) -> None:
     print(f"[demo] data: {len(keys['train'])} train / {len(keys['test'])} test scenes")
 
 
-def train(opt_file: Path) -> float:
+def train(opt_file: Path, compile_net: bool = False) -> float:
     """Run ``basicsr train`` (resuming a finished or interrupted earlier run); return the wall time."""
     from cspsr_arch.cli import run
     start = time.time()
-    run('train', ['-opt', str(opt_file), '--auto_resume'])
+    run('train', ['-opt', str(opt_file), '--auto_resume'] + (['--force_yml', 'train:compile=true'] if compile_net else []))
     return time.time() - start
 
 
@@ -113,6 +113,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data set')
     parser.add_argument('--min-gain', type=float, default=1.0,
                         help='exit with status 1 when CSPSR beats bicubic by less than this (dB)')
+    parser.add_argument('--compile', action='store_true', help='train through torch.compile (train: compile: true)')
     args = parser.parse_args(argv)
     start = time.time()
     import cspsr_arch  # noqa: F401  (registration)
@@ -120,7 +121,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     opt_file, data_dir, out_dir = Path(args.opt), Path(args.data), Path(args.out)
     opt = yaml_load(str(opt_file))
     ensure_data(data_dir, opt['scale'], args.seed)
-    train_time = train(opt_file)
+    train_time = train(opt_file, args.compile)
     results = evaluate(opt_file, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'metrics.json').write_text(json.dumps(results, indent=2) + '\n')
