@@ -71,7 +71,7 @@ class DMF(nn.Module):
         super().__init__()
         self.dyconv = DynamicConv(num_feat, kernel_size) if use_dyconv else PlainNIRConv(num_feat)
         self.fusion = CSFT(num_feat, norm=norm) if use_csft else ConcatFusion(num_feat)
-        self.act = nn.LeakyReLU(0.1, inplace=False)  # F'_nir is kept for CSFT's backward pass
+        self.act = nn.LeakyReLU(0.1, inplace=False)
         self.act_ = nn.LeakyReLU(0.1, inplace=True)
         self.conv_vis = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_nir = nn.Conv2d(num_feat, num_feat, 1)
@@ -83,4 +83,6 @@ class DMF(nn.Module):
             nir = self.dyconv(feat_vis, feat_nir)
             vis = self.fusion(feat_vis, nir)
         vis = self.act_(vis)  # in place: F'_vis is needed by nothing else
-        return feat_vis + self.conv_vis(vis), feat_nir + self.conv_nir(self.act(nir))
+        nir = self.act(nir) if torch.is_grad_enabled() else self.act_(nir)  # F'_nir: kept for CSFT's backward pass
+        # residuals added in place into the fresh convolution outputs: one feature map less to allocate
+        return self.conv_vis(vis).add_(feat_vis), self.conv_nir(nir).add_(feat_nir)
