@@ -63,6 +63,8 @@ def test_dynamic_conv_equals_conv2d_for_a_constant_kernel():
     ours = apply_pixel_kernels(feat, kernels, 3)
     ref = F.conv2d(feat, kernel.view(1, 1, 3, 3).repeat(4, 1, 1, 1), padding=1, groups=4)
     assert torch.allclose(ours, ref, atol=1e-5)
+    with_grad = apply_pixel_kernels(feat.clone().requires_grad_(), kernels, 3)  # the autograd path (padded copy)
+    assert torch.allclose(with_grad, ref, atol=1e-5)
 
 
 def test_dynamic_conv_module_uses_normalised_predicted_kernels():

@@ -211,12 +211,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 report.setdefault('compiled', {})[name] = compiled
     print(f"HR {report['hr']} (LR {report['lr']}, x{args.scale}) on {device}, {report['threads']} threads, "
           f'median of {args.runs} runs')
-    print(f"{'model':<10} {'params (M)':>10} {'GFLOPs':>8} {'latency (s)':>12} {'peak mem (MB)':>14}")
+    print(f"{'model':<18} {'params (M)':>10} {'GFLOPs':>8} {'latency (s)':>12} {'peak mem (MB)':>14}")
     for name, f in report['models'].items():
-        print(f"{name:<10} {f['params_M']:>10.3f} {f['gflops']:>8.1f} {f['latency_s']:>12.3f} {f['peak_mem_MB']:>14.0f}")
+        print(f"{name:<18} {f['params_M']:>10.3f} {f['gflops']:>8.1f} {f['latency_s']:>12.3f} {f['peak_mem_MB']:>14.0f}")
     for name, f in report.get('compiled', {}).items():
         eager = report['models'][name]
-        print(f"{name + ' (compiled)':<10} {eager['params_M']:>10.3f} {eager['gflops']:>8.1f} {f['latency_s']:>12.3f} "
+        print(f"{name + ' (compiled)':<18} {eager['params_M']:>10.3f} {eager['gflops']:>8.1f} {f['latency_s']:>12.3f} "
               f"{'-':>14}  (compiling: {f['compile_s']:.0f} s)")
     if 'CSPSR' in report['models'] and 'EDSR' in report['models']:
         edsr = report['models']['EDSR']['latency_s']
