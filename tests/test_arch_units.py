@@ -39,6 +39,9 @@ def test_warp_samples_as_basicsr_flow_warp():
         warnings.simplefilter('ignore')  # flow_warp's torch.meshgrid without indexing=
         ref = flow_warp(img, flow, interp_mode='bilinear', padding_mode='zeros', align_corners=True)
     assert torch.allclose(shift_horizontally(img, offset)[0], ref, atol=1e-6)
+    zero = torch.zeros(2, 2, 6, 9, 2)[:, 0]
+    assert torch.equal(shift_horizontally(img, torch.zeros_like(offset))[0],
+                       flow_warp(img, zero, interp_mode='bilinear', padding_mode='zeros', align_corners=True))
 
 
 def test_upscale_disparity_scales_values():

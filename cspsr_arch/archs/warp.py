@@ -43,9 +43,10 @@ def shift_horizontally(img: Tensor, offset: Tensor) -> Tuple[Tensor, Tensor]:
     height, width = img.shape[-2:]
     grid_x = torch.arange(width, device=img.device, dtype=offset.dtype).view(1, 1, 1, width)
     pos = grid_x + offset
-    # grid_sample's coordinates in [-1, 1] (align_corners=True: -1 and 1 are the centres of the end pixels)
-    norm_x = (pos.to(img.dtype) * (2.0 / max(width - 1, 1)) - 1.0).squeeze(1)
-    rows = torch.arange(height, device=img.device, dtype=img.dtype) * (2.0 / max(height - 1, 1)) - 1.0
+    # grid_sample's coordinates in [-1, 1] (align_corners=True: -1 and 1 are the centres of the end pixels),
+    # rounded as flow_warp rounds them (2 * pos / (w - 1) - 1): integer positions then land exactly on pixels
+    norm_x = (2.0 * pos.to(img.dtype) / max(width - 1, 1) - 1.0).squeeze(1)
+    rows = 2.0 * torch.arange(height, device=img.device, dtype=img.dtype) / max(height - 1, 1) - 1.0
     grid = torch.stack([norm_x, rows.view(1, height, 1).expand_as(norm_x)], dim=3)
     warped = F.grid_sample(img, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
     valid = ((pos >= 0) & (pos <= width - 1)).to(img.dtype)
