@@ -53,7 +53,8 @@ def read_checkpoint(model_path: str, param_key: Optional[str] = None) -> Tuple[D
             (the EMA weights BasicSR validates with), else ``params``, else the file itself.
 
     Returns:
-        tuple[dict, str]: State dict (without DataParallel's ``module.`` prefix) and the key used.
+        tuple[dict, str]: State dict (without DataParallel's ``module.`` or ``torch.compile``'s ``_orig_mod.``
+        prefix) and the key used.
     """
     try:
         ckpt = torch.load(model_path, map_location='cpu', weights_only=True)
@@ -74,7 +75,15 @@ def read_checkpoint(model_path: str, param_key: Optional[str] = None) -> Tuple[D
         state = ckpt[used] if used else ckpt
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CSPSRInputError(f'{model_path} is not a network checkpoint (no params / params_ema state dict).')
-    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}, used
+    return {_bare_key(k): v for k, v in state.items()}, used
+
+
+def _bare_key(key: str) -> str:
+    """A state-dict key without the prefixes of wrappers (``module.``, ``_orig_mod.`` of a compiled module)."""
+    for prefix in ('module.', '_orig_mod.'):
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
 
 
 def _cspsr_summary(state: Mapping[str, Tensor]) -> Optional[str]:

@@ -9,6 +9,9 @@ BasicSR silently ignores keys it does not know, so a misspelled ``lerning_rate``
 with defaults. :func:`check_options` runs on the parsed options before anything is built and raises a
 :class:`~cspsr_arch.errors.CSPSRInputError` naming the key, its place and the accepted keys.
 Constructor arguments of archs, losses, optimizers and schedulers are read from their signatures.
+
+Keys of cspsr's own beyond BasicSR's are checked here too, e.g. ``train: compile: true`` (``CSPSRModel``
+only): the training steps run through ``torch.compile`` (see :mod:`cspsr_arch.compile`).
 """
 import difflib
 import inspect
@@ -35,7 +38,7 @@ PATH_KEYS = {
 }
 TRAIN_KEYS = {
     'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt', 'cssc_opt',
-    'stereo_opt', 'freeze_disp', 'shift_augment'
+    'stereo_opt', 'freeze_disp', 'shift_augment', 'compile'
 }
 LOSS_OPTS = ('pixel_opt', 'perceptual_opt', 'cssc_opt', 'stereo_opt')
 VAL_KEYS = {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics'}
@@ -180,6 +183,12 @@ def check_options(opt: Mapping) -> None:
     if opt.get('is_train') and 'train' in opt:
         train = opt['train']
         check_keys(train, TRAIN_KEYS, 'train')
+        if 'compile' in train:
+            if not isinstance(train['compile'], bool):
+                raise CSPSRInputError(f"train:compile must be true or false, got {train['compile']!r}.")
+            if train['compile'] and opt.get('model_type') != 'CSPSRModel':
+                raise CSPSRInputError(f"train:compile is read by CSPSRModel only; {opt.get('model_type')} would train "
+                                      'in eager mode. Remove the option.')
         for key in LOSS_OPTS:
             if train.get(key):
                 _check_typed(train[key], f'train:{key}', _registered(LOSS_REGISTRY, train[key].get('type', ''),

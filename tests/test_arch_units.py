@@ -1,4 +1,6 @@
 """Warp, dynamic convolution, CSFT, DMF and the CSPSR arch on tiny tensors."""
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,7 +8,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from cspsr_arch.archs.csft import CSFT
 from cspsr_arch.archs.dynamic_conv import DynamicConv, apply_pixel_kernels
-from cspsr_arch.archs.warp import occlusion_mask, upscale_disparity, warp_to_left, warp_to_right
+from cspsr_arch.archs.warp import occlusion_mask, shift_horizontally, upscale_disparity, warp_to_left, warp_to_right
 
 
 def test_warp_constant_shift_is_exact():
@@ -26,6 +28,20 @@ def test_warp_subpixel_is_linear_interpolation():
     ramp = torch.arange(16.0).view(1, 1, 1, 16).repeat(1, 1, 3, 1)
     out, _ = warp_to_left(ramp, torch.full((1, 1, 3, 16), 2.25))
     assert torch.allclose(out[..., 3:], ramp[..., 3:] - 2.25, atol=1e-5)
+
+
+def test_warp_samples_as_basicsr_flow_warp():
+    from basicsr.archs.arch_util import flow_warp
+    torch.manual_seed(0)
+    img, offset = torch.rand(2, 3, 6, 9), torch.randn(2, 1, 6, 9) * 3
+    flow = torch.cat([offset, torch.zeros_like(offset)], 1).permute(0, 2, 3, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # flow_warp's torch.meshgrid without indexing=
+        ref = flow_warp(img, flow, interp_mode='bilinear', padding_mode='zeros', align_corners=True)
+    assert torch.allclose(shift_horizontally(img, offset)[0], ref, atol=1e-6)
+    zero = torch.zeros(2, 2, 6, 9, 2)[:, 0]
+    assert torch.equal(shift_horizontally(img, torch.zeros_like(offset))[0],
+                       flow_warp(img, zero, interp_mode='bilinear', padding_mode='zeros', align_corners=True))
 
 
 def test_upscale_disparity_scales_values():
@@ -50,6 +66,8 @@ def test_dynamic_conv_equals_conv2d_for_a_constant_kernel():
     ours = apply_pixel_kernels(feat, kernels, 3)
     ref = F.conv2d(feat, kernel.view(1, 1, 3, 3).repeat(4, 1, 1, 1), padding=1, groups=4)
     assert torch.allclose(ours, ref, atol=1e-5)
+    with_grad = apply_pixel_kernels(feat.clone().requires_grad_(), kernels, 3)  # the autograd path (padded copy)
+    assert torch.allclose(with_grad, ref, atol=1e-5)
 
 
 def test_dynamic_conv_module_uses_normalised_predicted_kernels():

@@ -102,12 +102,16 @@ def test_quick_report_has_every_table_with_finite_figures(quick):
         assert figures['params_M'] > 0 and figures['gflops'] > 0 and figures['latency_cpu_s'] > 0
         assert figures['peak_mem_MB'] >= 0
     assert cost['EDSR']['params_M'] == pytest.approx(0.031, abs=0.002)  # 16 features, 2 blocks
+    through = report['throughput']['rows']
+    assert set(through) == {'CSPSR', 'EDSR'} and all(set(m) == {'eager'} for m in through.values())  # no --compile
+    assert all(m['eager']['it_s'] > 0 for m in through.values())
     assert any(t['what'].startswith('CSPSR - best VIS-only') for t in report['targets'])
     assert all(isinstance(t['met'], bool) for t in report['targets'])
     md = (root / 'report.md').read_text()
     for text in ('## Table 1 analog: PSNR / SSIM', '### camera protocol, synthetic, x4', '| Bicubic |', '| CSPSR |',
                  'NIR zeroed', '## Learning curves', '](figures/learning_curves.png)', '## Cost', '## Targets',
-                 '![camera_synthetic](figures/camera_synthetic_x4.png)', 'python tools/benchmark.py --preset quick'):
+                 '**Training throughput**', '![camera_synthetic](figures/camera_synthetic_x4.png)',
+                 'python tools/benchmark.py --preset quick'):
         assert text in md, text
     assert 'report.md' in proc.stdout
 

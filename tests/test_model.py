@@ -54,3 +54,40 @@ def test_ema_copies_batchnorm_statistics(tmp_path):
     assert any('running_mean' in name for name in net)
     for name, buf in net.items():
         assert torch.equal(buf, ema[name]), name
+
+
+def test_compiled_training_steps_save_plain_checkpoints(tmp_path, monkeypatch):
+    import cspsr_arch.compile as compile_mod
+    compile_network = compile_mod.compile_network
+    calls = []
+
+    def dynamo_only(net, device=None, dynamic_size=True, log=print, backend='inductor'):
+        calls.append(dynamic_size)  # dynamo's tracing with the eager backend: no C++ build, seconds
+        return compile_network(net, device, dynamic_size, log, backend='eager')
+
+    monkeypatch.setattr(compile_mod, 'compile_network', dynamo_only)
+    opt = _opt()
+    opt['train']['compile'] = True
+    opt['path'] = {'models': str(tmp_path / 'models')}
+    model = build_model(opt)
+    assert calls == [False] and model.train_net is not model.net_g  # static shapes for fixed training patches
+    assert isinstance(model.train_net, torch._dynamo.eval_frame.OptimizedModule)
+    torch.manual_seed(0)
+    model.feed_data(_batch(tmp_path))
+    before = [p.clone() for p in model.net_g.parameters()]
+    model.optimize_parameters(1)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.net_g.parameters()))  # the shared weights moved
+    (tmp_path / 'models').mkdir()
+    model.save_network(model.net_g, 'net_g', 1)
+    saved = torch.load(tmp_path / 'models' / 'net_g_1.pth', weights_only=True)['params']
+    assert list(saved) == list(model.net_g.state_dict()) and not any('_orig_mod' in k for k in saved)
+    torch._dynamo.reset()
+
+
+def test_without_a_compiler_training_runs_eager(tmp_path, monkeypatch):
+    import cspsr_arch.compile as compile_mod
+    monkeypatch.setattr(compile_mod.shutil, 'which', lambda name: None)
+    opt = _opt()
+    opt['train']['compile'] = True
+    model = build_model(opt)
+    assert model.train_net is model.net_g

@@ -129,3 +129,16 @@ def test_base_files_merge_recursively_and_report_loops(tmp_path):
     (tmp_path / 'orphan.yml').write_text('base: nowhere.yml\n')
     with pytest.raises(CSPSRInputError, match='not found.*nowhere.yml.*base of'):
         load_options(str(tmp_path / 'orphan.yml'))
+
+
+def test_train_compile_is_accepted_for_cspsr_only(demo_opt):
+    opt = copy.deepcopy(demo_opt)
+    opt['train']['compile'] = True
+    check_options(opt)  # accepted
+    opt['train']['compile'] = 'yes'
+    with pytest.raises(CSPSRInputError, match='train:compile must be true or false'):
+        check_options(opt)
+    opt['train']['compile'] = True
+    opt['model_type'] = 'SRModel'
+    with pytest.raises(CSPSRInputError, match='read by CSPSRModel only'):
+        check_options(opt)

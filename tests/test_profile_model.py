@@ -24,3 +24,15 @@ def test_profile_reports_finite_figures(tmp_path):
     # EDSR: 2 FLOPs per multiply-add, body of 33 64->64 3x3 convs on 16x12 pixels dominates
     assert models['EDSR']['gflops'] > 2 * 33 * 64 * 64 * 9 * 16 * 12 / 1e9
     assert 'CSPSR' in out.stdout and 'GFLOPs' in out.stdout
+
+
+def test_compile_rows_are_left_out_with_a_message_without_a_compiler(tmp_path, monkeypatch, capsys):
+    import cspsr_arch.compile as compile_mod
+    from conftest import load_tool
+    monkeypatch.setattr(compile_mod.shutil, 'which', lambda name: None)
+    profile_model = load_tool('profile_model')
+    assert profile_model.main(['--hr', '34x26', '--runs', '1', '--compile', '--json', str(tmp_path / 'p.json')]) == 0
+    out = capsys.readouterr().out
+    assert 'no C++ compiler found' in out and '(compiled)' not in out
+    report = json.loads((tmp_path / 'p.json').read_text())
+    assert 'compiled' not in report and set(report['models']) == {'CSPSR', 'EDSR'}

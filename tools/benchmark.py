@@ -16,7 +16,9 @@ benchmark resumes where it stopped):
 3. **Evaluation** of each model and of bicubic interpolation on each data set's test split (PSNR/SSIM, RGB and
    Y, border = scale; ``cspsr_arch.benchmark.evaluation``), outputs in ``<out>/<name>/images``.
 4. **Cost** of each network as trained: parameters, GFLOPs on a 582x429 HR frame, CPU (and GPU) latency,
-   peak memory (``tools/profile_model.py``).
+   peak memory (``tools/profile_model.py``); training iterations per second of CSPSR and EDSR at the preset's
+   batch and patch size (``cspsr_arch.benchmark.throughput``), eager, and compiled with ``--compile``
+   (which also evaluates through ``torch.compile``).
 5. **Report**: ``<out>/<name>/report.md`` and ``report.json`` (Table 1 and Table 4 analogs, cost, targets) and
    ``<out>/<name>/figures/<data set>_x<s>.png`` (the same crop from bicubic / EDSR / RCAN / HAT / CSPSR / ground
    truth with the crop's PSNR under each).
@@ -77,6 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--train-only', action='store_true',
                    help='train and stop (no evaluation, no report): a helper process sharing the training of a '
                         'benchmark that another process runs with the same arguments')
+    p.add_argument('--compile', action='store_true',
+                   help='torch.compile the networks for the evaluation, and also report compiled training throughput')
     p.add_argument('--threads', type=int, default=None,
                    help='CPU threads of torch (default: its own choice, all cores); 1 is faster on a busy machine')
     args = p.parse_args(argv)
@@ -97,7 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                'python tools/benchmark.py ' + ' '.join(a for a in argv if a != '--train-only'),
                                train_only=args.train_only, country=Path(args.country) if args.country else None,
                                protocols=['bicubic', 'camera'] if args.protocol == 'both' else [args.protocol],
-                               seeds=args.seeds)
+                               seeds=args.seeds, compiled=args.compile)
     except CSPSRInputError as err:
         print(f'benchmark: error: {err}', file=sys.stderr)
         return 2

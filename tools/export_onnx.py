@@ -19,7 +19,7 @@ difference per output is printed, and the tool fails (exit 1) when it exceeds ``
 
 Operators that needed care:
 
-* the warp (``basicsr.archs.arch_util.flow_warp``: ``torch.meshgrid`` + ``grid_sample``, bilinear,
+* the warp (``cspsr_arch.archs.warp``: ``grid_sample`` as in ``basicsr.archs.arch_util.flow_warp``, bilinear,
   zero padding, ``align_corners=True``) becomes ONNX ``GridSample`` (opset >= 16); its sampling grid is
   built from the input's height and width, so those stay symbolic. The legacy TorchScript exporter
   (``dynamo=False``) is not used: on a small random CSPSR exported with dynamic axes its ``sr`` differed

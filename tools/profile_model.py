@@ -10,12 +10,15 @@ with the networks it trained.
 * **GFLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over one forward pass (a multiply-add
   counts 2 FLOPs; element-wise operations such as the dynamic filtering are not counted by it).
 * **Latency**: median of ``--runs`` timed forward passes after one warm-up, all models in this process.
+* **Compiled** (``--compile``): a second row per model with the latency of ``torch.compile`` (inductor,
+  height and width dynamic, as ``basicsr infer --compile`` runs it) and the one-off compilation time
+  (its first call); GFLOPs and parameters are those of the eager row.
 * **Peak memory**: on CUDA, ``torch.cuda.max_memory_allocated``; on the CPU (Linux), the growth of the
   peak resident set size during one forward pass in a fresh process that built the model (the peak is
   reset through ``/proc/self/clear_refs`` just before it).
 
 Usage: ``python tools/profile_model.py [--models CSPSR EDSR RCAN HAT ConcatNIR] [--hr 582x429] [--scale 4]
-[--runs 5] [--device cpu] [--json results/profile.json]``.
+[--runs 5] [--device cpu] [--compile] [--json results/profile.json]``.
 """
 import argparse
 import json
@@ -75,6 +78,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed(call, args: tuple, runs: int, device: torch.device) -> List[float]:
+    times = []
+    for _ in range(runs):
+        _sync(device)
+        start = time.perf_counter()
+        call(*args)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def profile(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
             device: torch.device) -> Dict[str, float]:
     """Params, GFLOPs and latency of one network in this process (and peak memory on CUDA).
@@ -96,17 +110,34 @@ def profile(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
         result['gflops'] = counter.get_total_flops() / 1e9
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
-        times = []
-        for _ in range(runs):
-            _sync(device)
-            start = time.perf_counter()
-            model(*args)
-            _sync(device)
-            times.append(time.perf_counter() - start)
+        times = _timed(model, args, runs, device)
     result['latency_s'] = statistics.median(times)
     if device.type == 'cuda':
         result['peak_mem_MB'] = torch.cuda.max_memory_allocated(device) / 2**20
     return result
+
+
+def profile_compiled(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
+                     device: torch.device) -> Optional[Dict[str, float]]:
+    """Latency of the ``torch.compile``d network and its compilation time; None without a compiler.
+
+    Args:
+        network_opt: BasicSR ``network_g`` options.
+        lr_hw: LR input (height, width).
+        runs: Timed forward passes (the median is reported) after the compiling call.
+        device: Where to run.
+    """
+    from cspsr_arch.compile import compile_network
+    model, cross_spectral = build(network_opt)
+    model = model.to(device).eval()
+    compiled = compile_network(model, device)
+    if compiled is model:
+        return None
+    args = inputs(cross_spectral, lr_hw, device)
+    with torch.no_grad():
+        compile_s = _timed(compiled, args, 1, device)[0]
+        times = _timed(compiled, args, runs, device)
+    return {'latency_s': statistics.median(times), 'compile_s': compile_s}
 
 
 def _status_mb(field: str) -> float:
@@ -154,6 +185,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--scale', type=int, default=4, choices=[2, 3, 4])
     parser.add_argument('--runs', type=int, default=5, help='timed forward passes (median reported)')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--compile', action='store_true',
+                        help='also time the torch.compile (inductor) networks: one more row per model')
     parser.add_argument('--json', default=None, help='also write the figures to this JSON file')
     parser.add_argument('--memory-worker', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--lr', default=None, help=argparse.SUPPRESS)
@@ -172,11 +205,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         if device.type == 'cpu':
             figures['peak_mem_MB'] = cpu_peak_memory(network_opt, lr_hw)
         report['models'][name] = figures
+        if args.compile:
+            compiled = profile_compiled(network_opt, lr_hw, args.runs, device)
+            if compiled is not None:
+                report.setdefault('compiled', {})[name] = compiled
     print(f"HR {report['hr']} (LR {report['lr']}, x{args.scale}) on {device}, {report['threads']} threads, "
           f'median of {args.runs} runs')
-    print(f"{'model':<10} {'params (M)':>10} {'GFLOPs':>8} {'latency (s)':>12} {'peak mem (MB)':>14}")
+    print(f"{'model':<18} {'params (M)':>10} {'GFLOPs':>8} {'latency (s)':>12} {'peak mem (MB)':>14}")
     for name, f in report['models'].items():
-        print(f"{name:<10} {f['params_M']:>10.3f} {f['gflops']:>8.1f} {f['latency_s']:>12.3f} {f['peak_mem_MB']:>14.0f}")
+        print(f"{name:<18} {f['params_M']:>10.3f} {f['gflops']:>8.1f} {f['latency_s']:>12.3f} {f['peak_mem_MB']:>14.0f}")
+    for name, f in report.get('compiled', {}).items():
+        eager = report['models'][name]
+        print(f"{name + ' (compiled)':<18} {eager['params_M']:>10.3f} {eager['gflops']:>8.1f} {f['latency_s']:>12.3f} "
+              f"{'-':>14}  (compiling: {f['compile_s']:.0f} s)")
+    if 'CSPSR' in report['models'] and 'EDSR' in report['models']:
+        edsr = report['models']['EDSR']['latency_s']
+        ratios = [f"eager {report['models']['CSPSR']['latency_s'] / edsr:.2f}"]
+        if 'CSPSR' in report.get('compiled', {}):
+            ratios.append(f"compiled {report['compiled']['CSPSR']['latency_s'] / edsr:.2f}")
+        print(f"CSPSR / eager EDSR latency: {', '.join(ratios)}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + '\n')

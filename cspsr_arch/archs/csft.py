@@ -56,5 +56,6 @@ class CSFT(nn.Module):
 
     def forward(self, feat_vis: Tensor, feat_nir: Tensor) -> Tensor:
         w_s1, w_s2, w_c1, w_c2, vis, nir = self.weights(feat_vis, feat_nir)
-        # = nir * w_s1 * w_c2 + vis * w_s1 * w_s2 * w_c1, in four passes over the feature map instead of six
-        return torch.addcmul(nir * w_c2, vis, w_s2 * w_c1) * w_s1
+        # = nir * w_s1 * w_c2 + vis * w_s1 * w_s2 * w_c1, in four passes over the feature map; never forms
+        # the (C, h, w) product w_s2 * w_c1 (DMF uses cspsr_arch.archs.fused_dmf, which also folds the norm)
+        return (nir * w_c2).addcmul_(vis * w_c1, w_s2) * w_s1

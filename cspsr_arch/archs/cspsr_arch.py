@@ -188,7 +188,7 @@ class CSPSR(nn.Module):
         else:
             feat_vis = self.branch_vis(lq if self.branches == 'vis' else torch.cat([lq, nir, valid], dim=1))
             deep_vis = self.body(feat_vis)
-        sr = self.head_vis(self.conv_after_vis(deep_vis) + feat_vis)
+        sr = self.head_vis(self.conv_after_vis(deep_vis).add_(feat_vis))
         if self.global_skip:
             size = sr.shape[-2:]
             sr = sr + F.interpolate(lq, size=size, mode='bicubic', align_corners=False)

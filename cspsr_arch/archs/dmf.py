@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from cspsr_arch.archs.csft import CSFT
 from cspsr_arch.archs.dynamic_conv import DynamicConv
+from cspsr_arch.archs.fused_dmf import dyconv_csft
 
 
 class ConcatFusion(nn.Module):
@@ -70,12 +71,18 @@ class DMF(nn.Module):
         super().__init__()
         self.dyconv = DynamicConv(num_feat, kernel_size) if use_dyconv else PlainNIRConv(num_feat)
         self.fusion = CSFT(num_feat, norm=norm) if use_csft else ConcatFusion(num_feat)
-        self.act = nn.LeakyReLU(0.1, inplace=False)  # F'_nir is kept for CSFT's backward pass
+        self.act = nn.LeakyReLU(0.1, inplace=False)
         self.act_ = nn.LeakyReLU(0.1, inplace=True)
         self.conv_vis = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_nir = nn.Conv2d(num_feat, num_feat, 1)
 
     def forward(self, feat_vis: Tensor, feat_nir: Tensor) -> Tuple[Tensor, Tensor]:
-        nir = self.dyconv(feat_vis, feat_nir)
-        vis = self.act_(self.fusion(feat_vis, nir))  # in place: F'_vis is needed by nothing else
-        return feat_vis + self.conv_vis(vis), feat_nir + self.conv_nir(self.act(nir))
+        if isinstance(self.dyconv, DynamicConv) and isinstance(self.fusion, CSFT):
+            nir, vis = dyconv_csft(self.dyconv, self.fusion, feat_vis, feat_nir)  # steps 1 and 2 in fewer passes
+        else:
+            nir = self.dyconv(feat_vis, feat_nir)
+            vis = self.fusion(feat_vis, nir)
+        vis = self.act_(vis)  # in place: F'_vis is needed by nothing else
+        nir = self.act(nir) if torch.is_grad_enabled() else self.act_(nir)  # F'_nir: kept for CSFT's backward pass
+        # residuals added in place into the fresh convolution outputs: one feature map less to allocate
+        return self.conv_vis(vis).add_(feat_vis), self.conv_nir(nir).add_(feat_nir)

@@ -23,9 +23,12 @@ def apply_pixel_kernels(feat: Tensor, kernels: Tensor, kernel_size: int) -> Tens
     """Filter ``feat`` with a k x k kernel that varies per pixel and is shared by all channels.
 
     ``out[n, c, y, x] = sum_{i,j} kernels[n, i*k+j, y, x] * feat[n, c, y+i-k//2, x+j-k//2]`` (zero padded).
-    It is computed as a sum of k*k shifted copies accumulated in place (``addcmul_``), so the memory stays
+    It is computed tap by tap, each tap a fused multiply-add in place (``addcmul_``), so the memory stays
     that of two feature maps instead of the k*k-times larger ``unfold`` tensor; time is k*k fused
-    multiply-adds per element.
+    multiply-adds per element. Without autograd each tap covers only the rectangle of output pixels whose
+    shifted input lies inside the image (the zero padding adds nothing elsewhere), which saves the padded
+    copy of ``feat``; with autograd the taps run over a padded copy, as in-place updates of sub-rectangles
+    would make the backward pass copy the whole gradient once per tap.
 
     Args:
         feat (Tensor): Features (n, c, h, w).
@@ -37,11 +40,23 @@ def apply_pixel_kernels(feat: Tensor, kernels: Tensor, kernel_size: int) -> Tens
     """
     pad = kernel_size // 2
     height, width = feat.shape[-2:]
-    padded = F.pad(feat, (pad, pad, pad, pad))
-    out = padded[:, :, 0:height, 0:width] * kernels[:, 0:1]
-    for idx in range(1, kernel_size * kernel_size):
-        i, j = divmod(idx, kernel_size)
-        out.addcmul_(padded[:, :, i:i + height, j:j + width], kernels[:, idx:idx + 1])  # fused, in place
+    if torch.is_grad_enabled() and (feat.requires_grad or kernels.requires_grad):
+        padded = F.pad(feat, (pad, pad, pad, pad))
+        out = padded[:, :, 0:height, 0:width] * kernels[:, 0:1]
+        for idx in range(1, kernel_size * kernel_size):
+            i, j = divmod(idx, kernel_size)
+            out.addcmul_(padded[:, :, i:i + height, j:j + width], kernels[:, idx:idx + 1])  # fused, in place
+        return out
+    centre = (kernel_size * kernel_size) // 2
+    out = feat * kernels[:, centre:centre + 1]
+    for idx in range(kernel_size * kernel_size):
+        dy, dx = idx // kernel_size - pad, idx % kernel_size - pad
+        if idx == centre or abs(dy) >= height or abs(dx) >= width:
+            continue
+        # output rows y with 0 <= y + dy < height, columns likewise
+        oy, ox = slice(max(-dy, 0), height - max(dy, 0)), slice(max(-dx, 0), width - max(dx, 0))
+        iy, ix = slice(max(dy, 0), height + min(dy, 0)), slice(max(dx, 0), width + min(dx, 0))
+        out[:, :, oy, ox].addcmul_(feat[:, :, iy, ix], kernels[:, idx:idx + 1, oy, ox])  # fused, in place
     return out
 
 

@@ -6,20 +6,17 @@ right one)::
     NIR_l(y, x) = NIR_r(y, x - disp_l(y, x))      # warp_to_left
     VIS_r(y, x) = VIS_l(y, x + disp_r(y, x))      # warp_to_right
 
-Sampling is sub-pixel and bilinear through ``basicsr.archs.arch_util.flow_warp`` (pixel-centre
-aligned, ``align_corners=True``); samples that fall outside the source image are zero and are
-flagged invalid in the returned mask.
+Sampling is sub-pixel and bilinear, as ``basicsr.archs.arch_util.flow_warp`` samples with a flow of
+``(offset, 0)`` (``grid_sample``, pixel-centre aligned, ``align_corners=True``); samples that fall
+outside the source image are zero and are flagged invalid in the returned mask. The grid is built
+here rather than by ``flow_warp``, whose ``grid.requires_grad = False`` splits a ``torch.compile``
+graph in four at every warp (``tests/test_arch_units.py`` checks the two agree).
 """
-import warnings
 from typing import Tuple
 
 import torch
 import torch.nn.functional as F
-from basicsr.archs.arch_util import flow_warp
 from torch import Tensor, nn
-
-# basicsr.archs.arch_util.flow_warp calls torch.meshgrid without indexing= (its default, "ij", is what it needs).
-warnings.filterwarnings("ignore", message="torch.meshgrid: in an upcoming release", category=UserWarning)
 
 
 def _check(img: Tensor, disp: Tensor) -> None:
@@ -43,11 +40,15 @@ def shift_horizontally(img: Tensor, offset: Tensor) -> Tuple[Tensor, Tensor]:
         where the sampling position lies inside the source image and 0 elsewhere.
     """
     _check(img, offset)
-    width = img.size(-1)
-    flow = torch.cat([offset, torch.zeros_like(offset)], dim=1).permute(0, 2, 3, 1)
-    warped = flow_warp(img, flow.to(img.dtype), interp_mode='bilinear', padding_mode='zeros', align_corners=True)
+    height, width = img.shape[-2:]
     grid_x = torch.arange(width, device=img.device, dtype=offset.dtype).view(1, 1, 1, width)
     pos = grid_x + offset
+    # grid_sample's coordinates in [-1, 1] (align_corners=True: -1 and 1 are the centres of the end pixels),
+    # rounded as flow_warp rounds them (2 * pos / (w - 1) - 1): integer positions then land exactly on pixels
+    norm_x = (2.0 * pos.to(img.dtype) / max(width - 1, 1) - 1.0).squeeze(1)
+    rows = 2.0 * torch.arange(height, device=img.device, dtype=img.dtype) / max(height - 1, 1) - 1.0
+    grid = torch.stack([norm_x, rows.view(1, height, 1).expand_as(norm_x)], dim=3)
+    warped = F.grid_sample(img, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
     valid = ((pos >= 0) & (pos <= width - 1)).to(img.dtype)
     return warped, valid
 

@@ -42,11 +42,16 @@ def ensure_data(data_dir: Path, scale: int, seed: int) -> None:
     print(f"[demo] data: {len(keys['train'])} train / {len(keys['test'])} test scenes")
 
 
-def train(opt_file: Path) -> float:
-    """Run ``basicsr train`` (resuming a finished or interrupted earlier run); return the wall time."""
+def train(opt_file: Path, compile_net: bool = False) -> float:
+    """Run ``basicsr train`` (resuming a finished or interrupted earlier run); return the wall time.
+
+    Args:
+        opt_file: Training options.
+        compile_net: Train through ``torch.compile`` (``train: compile: true``).
+    """
     from cspsr_arch.cli import run
     start = time.time()
-    run('train', ['-opt', str(opt_file), '--auto_resume'])
+    run('train', ['-opt', str(opt_file), '--auto_resume'] + (['--force_yml', 'train:compile=true'] if compile_net else []))
     return time.time() - start
 
 
@@ -113,6 +118,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--data', default='datasets/demo', help='where the synthetic data set goes')
     parser.add_argument('--out', default='results/demo', help='where images and metrics.json go')
     parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data set')
+    parser.add_argument('--compile', action='store_true',
+                        help='train through torch.compile (pays off for long runs; needs a C++ compiler)')
     parser.add_argument('--min-gain', type=float, default=1.0,
                         help='exit with status 1 when CSPSR beats bicubic by less than this (dB)')
     args = parser.parse_args(argv)
@@ -122,7 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     opts = [load_options(f) for f in args.opt]
     data_dir, out_dir = Path(args.data), Path(args.out)
     ensure_data(data_dir, opts[0]['scale'], args.seed)
-    train_times = {_row(opt): train(Path(f)) for f, opt in zip(args.opt, opts)}
+    train_times = {_row(opt): train(Path(f), args.compile) for f, opt in zip(args.opt, opts)}
     results = evaluate(opts, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'metrics.json').write_text(json.dumps(results, indent=2) + '\n')

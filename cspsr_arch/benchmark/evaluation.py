@@ -167,7 +167,7 @@ def _build(run: Run, checkpoint: Path):
 
 
 def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale: int, image_dir: Optional[Path],
-             degradation: Optional[dict] = None, nir: str = 'real') -> Optional[dict]:
+             degradation: Optional[dict] = None, nir: str = 'real', compiled: bool = False) -> Optional[dict]:
     """Scores of a run (None: bicubic) on a test split, cached in ``<root>/eval`` (see :func:`_cached`).
 
     Args:
@@ -179,6 +179,8 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
         image_dir: Where ``<key>_<row>.png`` (and ``<key>_GT.png``) go; None: not saved.
         degradation: The camera protocol's block (the test inputs fixed per key), or None (bicubic protocol).
         nir: ``'real'``, ``'zero'`` or ``'swap'`` (see :func:`with_nir`).
+        compiled: Run the network through ``torch.compile`` (height and width dynamic: one compilation for
+            test images of any size).
 
     Returns:
         dict: the mean of :data:`METRICS`, ``images`` (per key) and ``split_sha256`` (:func:`split_fingerprint`);
@@ -195,6 +197,9 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
     if cached is not None:
         return None if cached.get('unavailable') else cached
     model = _build(run, checkpoint) if run else None
+    if model is not None and compiled:
+        from cspsr_arch.compile import compile_network
+        model.net_g = compile_network(model.net_g, model.device, log=lambda msg: print(f'[benchmark] {msg}'))
     loader = tqdm(test_loader(split, scale, degradation), desc=f'eval {tag}', unit='img', leave=False,
                   dynamic_ncols=True)
     per_image = score_loader(model, loader, scale, image_dir if nir == 'real' else None, row, nir)

@@ -236,6 +236,29 @@ def profile_networks(plan, preset, out_dir: Path) -> dict:
             **({'paper_size_x4': paper} if paper else {})}
 
 
+def measure_throughput(plan, compiled: bool, out_dir: Path) -> dict:
+    """Training iterations per second of CSPSR and EDSR at the largest scale, eager (and compiled), cached."""
+    from cspsr_arch.benchmark.throughput import training_throughput
+    table = next(iter(plan.table.values()))
+    scale = max(table)
+    rows = {}
+    for row in ('CSPSR', 'EDSR'):
+        runs = table[scale].get(row)
+        if not runs:
+            continue
+        for mode in ('eager', 'compiled') if compiled else ('eager', ):
+            cache = out_dir / 'profile' / f'throughput_{row}_x{scale}_{mode}.json'
+            if cache.is_file() and json.loads(cache.read_text())['options'] == _plain(runs[0].opt):
+                figures = json.loads(cache.read_text())['figures']
+            else:
+                print(f'[benchmark] training throughput of {row} ({mode})', flush=True)
+                figures = training_throughput(runs[0].opt, compiled=mode == 'compiled')
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps({'options': _plain(runs[0].opt), 'figures': figures}))
+            rows.setdefault(row, {})[mode] = figures
+    return {'scale': f'x{scale}', 'rows': rows}
+
+
 def _budget(preset, sample: dict) -> dict:
     train, loader = sample['train'], sample['datasets']['train']
     return {'iters': train['total_iter'], 'batch': loader['batch_size_per_gpu'], 'gt_size': loader['gt_size'],
@@ -247,7 +270,7 @@ def _budget(preset, sample: dict) -> dict:
 
 def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations: bool, real: Optional[Path],
                   command: str, train_only: bool = False, country: Optional[Path] = None,
-                  protocols: Sequence[str] = ('bicubic', ), seeds: int = 1) -> Optional[dict]:
+                  protocols: Sequence[str] = ('bicubic', ), seeds: int = 1, compiled: bool = False) -> Optional[dict]:
     """Everything of the module docstring; returns the report dictionary (None with ``train_only``).
 
     Args:
@@ -262,6 +285,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
         country: Folder of the EPFL country pairs, or None.
         protocols: ``bicubic`` and/or ``camera``.
         seeds: Training runs per model and protocol.
+        compiled: Evaluate through ``torch.compile`` and report compiled training throughput too.
     """
     import torch
 
@@ -283,7 +307,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
     records = train_all(plan.runs, root, fingerprint)
     if train_only:
         return None
-    results, stereo, ablation = evaluate_all(plan, data, records, root, preset.camera)
+    results, stereo, ablation = evaluate_all(plan, data, records, root, preset.camera, compiled)
     first = next(iter(plan.table.values()))[min(preset.scales)]
     curves = learning_curves(plan, root)
     plot(curves, root / 'figures' / 'learning_curves.png')
@@ -307,6 +331,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
                          + '.'} for row, runs in first.items()},
         'results': results, 'stereo': stereo, 'ablation': ablation,
         'profile': profile_networks(plan, preset, root),
+        'throughput': measure_throughput(plan, compiled, root),
     }
     scale = max(preset.scales)
     report['figures'] = {}

@@ -168,6 +168,17 @@ def _profile_table(report: dict) -> List[str]:
             lines.append(f"| {label(row)} | {f['params_M']:.3f} | {f['gflops']:.1f} | {f['latency_cpu_s']:.3f} |{gpu_col}"
                          f" {f['peak_mem_MB']:.0f} |")
         lines.append('')
+    through = report.get('throughput', {}).get('rows')
+    if through:
+        lines += [f"**Training throughput** ({report['throughput']['scale']}; iterations per second of "
+                  "`optimize_parameters` on random batches of the preset's batch and patch size, median of 24 after "
+                  'warm-up; compiled: `torch.compile`, warm-up and compilation time in brackets)', '',
+                  '| model | eager (it/s) | compiled (it/s) |', '| --- | --- | --- |']
+        for row, modes in through.items():
+            comp = modes.get('compiled')
+            comp_col = f"{comp['it_s']:.2f} ({comp['warmup_s']:.0f} s)" if comp else 'not measured (--compile)'
+            lines.append(f"| {label(row)} | {modes['eager']['it_s']:.2f} | {comp_col} |")
+        lines.append('')
     paper = prof.get('paper_size_x4')
     if paper:
         lines += ['**x4, the paper-size networks of the option files** (EDSR-baseline, RCAN, HAT, CSPSR(); not trained '

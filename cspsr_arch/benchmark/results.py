@@ -22,13 +22,13 @@ VIS_ONLY = ('EDSR', 'RCAN', 'HAT')
 
 
 def _row_scores(runs, root: Path, dataset: str, split: Path, scale: int, image_dir: Path,
-                degradation: Optional[dict], records: dict) -> dict:
+                degradation: Optional[dict], records: dict, compiled: bool) -> dict:
     scores = over_seeds([evaluate(run, root, dataset, split, scale, image_dir if run.seed == 0 else None,
-                                  degradation) for run in runs])
+                                  degradation, compiled=compiled) for run in runs])
     scores.update(train_s=records[runs[0].name]['wall_s'], iters=records[runs[0].name]['iters'])
     if runs[0].model in NIR_MODELS:
         for nir in ('zero', 'swap'):
-            changed = [evaluate(run, root, dataset, split, scale, None, degradation, nir) for run in runs]
+            changed = [evaluate(run, root, dataset, split, scale, None, degradation, nir, compiled) for run in runs]
             if all(c is not None for c in changed):
                 summary = over_seeds(changed)
                 scores[f'nir_{nir}'] = {k: summary[k] for k in ('psnr', 'psnr_std', 'ssim')}
@@ -36,7 +36,7 @@ def _row_scores(runs, root: Path, dataset: str, split: Path, scale: int, image_d
     return scores
 
 
-def evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, camera: dict) -> tuple:
+def evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, camera: dict, compiled: bool = False) -> tuple:
     """Scores of bicubic and every row on every test set (Table 1, per protocol) and of the ablations (Table 4).
 
     Args:
@@ -45,6 +45,7 @@ def evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, camera:
         records: Run name -> training record (``wall_s``, ``iters``).
         root: The benchmark folder.
         camera: The camera protocol's degradation block.
+        compiled: Run the networks through ``torch.compile``.
 
     Returns:
         (results[protocol][dataset]['x<s>'][row], stereo['<protocol>_x<s>'], ablation[dataset][stem]).
@@ -62,7 +63,8 @@ def evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, camera:
                 bicubic = evaluate(None, root, dataset, split, scale, image_dir, degradation)
                 table = {'bicubic': {**{k: bicubic[k] for k in METRICS}, 'images': bicubic['images']}}
                 for row, runs in rows.items():
-                    table[row] = _row_scores(runs, root, dataset, split, scale, image_dir, degradation, records)
+                    table[row] = _row_scores(runs, root, dataset, split, scale, image_dir, degradation, records,
+                                             compiled)
                     if runs[0].stereo:
                         stereo[f'{protocol}_x{scale}'] = {'iters': records[runs[0].stereo]['iters'],
                                                           'train_s': records[runs[0].stereo]['wall_s']}
@@ -75,7 +77,8 @@ def evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, camera:
             image_dir = root / 'images' / f'{first}_{dataset}_x4_ablation'
             ablation[dataset] = {}
             for stem, run in plan.ablation.items():
-                scores = evaluate(run, root, dataset, record['dir'] / 'test', 4, image_dir, degradation)
+                scores = evaluate(run, root, dataset, record['dir'] / 'test', 4, image_dir, degradation,
+                                  compiled=compiled)
                 ablation[dataset][stem] = {'label': ABLATION_LABELS.get(stem, stem), 'run': run.name,
                                            **{k: scores[k] for k in METRICS}, 'train_s': records[run.name]['wall_s']}
     return results, stereo, ablation

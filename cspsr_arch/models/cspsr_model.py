@@ -31,7 +31,10 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
       learned CVM (``network_g.cvm: learned``), e.g. from ``CrossSpectralStereoModel``; they replace the
       stereo part of ``pretrain_network_g``;
     * ``train.freeze_disp``: keep the learned CVM fixed (default: fine-tune it through L_CSSC and the
-      SR loss).
+      SR loss);
+    * ``train.compile``: run the training steps through ``torch.compile`` (:mod:`cspsr_arch.compile`;
+      static shapes, the fixed patch size). Validation and checkpoints use ``net_g`` itself, so the
+      saved weights have the usual names. Eager mode, with a warning, where no compiler is installed.
 
     When training resumes, ``pretrain_network_disp`` is not loaded again: the resumed checkpoint already
     holds the (fine-tuned) CVM weights.
@@ -76,6 +79,13 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
                                   f"is {net.branches!r}); remove cssc_opt for the single-branch variants.")
         self.cri_cssc = build_loss(cssc_opt).to(self.device) if cssc_opt else None
         super().init_training_settings()
+        self.train_net = self.net_g
+        if train_opt.get('compile'):
+            from basicsr.utils import get_root_logger
+
+            from cspsr_arch.compile import compile_network
+            self.train_net = compile_network(self.net_g, self.device, dynamic_size=False,
+                                             log=get_root_logger().warning)
         if hasattr(self, 'net_g_ema') and self.opt['path'].get('pretrain_network_g') and not resuming:
             self._load_disp_network(self.net_g_ema)  # the EMA copy was loaded from pretrain_network_g
 
@@ -94,7 +104,7 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
-        out = self._run(self.net_g)
+        out = self._run(self.train_net)
         self.output, self.output_nir = out.sr, out.nir_sr
 
         l_total = 0

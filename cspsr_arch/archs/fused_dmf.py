@@ -1,0 +1,118 @@
+"""Dynamic convolution and CSFT of one DMF module computed together: the same formulas in fewer passes.
+
+:class:`~cspsr_arch.archs.dynamic_conv.DynamicConv` followed by :class:`~cspsr_arch.archs.csft.CSFT`
+spends most of its time in convolutions with one to nine output channels, each of which reads a whole
+feature map for little arithmetic, and in element-wise passes over whole feature maps. Here
+
+* the convolutions that read ``F_vis`` (the kernel predictor's VIS half and ``w_s1``'s convolution, and
+  the VIS half of ``w_s2``'s convolution when the normalisation is folded, see below) are one
+  convolution with their weights stacked;
+* where the normalisation is a fixed per-channel affine map ``a * x + b`` (batch normalisation in eval
+  mode, or ``norm='none'``), it is folded instead of applied: into the weights of ``w_s2``'s convolution
+  (plus the convolution of a map of ones with ``sum_c W_c * b_c``, which reproduces the zero padding of
+  the normalised map at the border exactly), into the global average pooling
+  (``mean(a * x + b) = a * mean(x) + b``) and into the per-channel gates, so the normalised maps are
+  never written;
+* ``F'_vis = (F'_nir * w_c2 + F_vis * w_c1 * w_s2) * w_s1`` (normalised maps) is four passes, without
+  the (C, h, w) product ``w_s2 * w_c1`` the plain form builds.
+
+Parameters are the modules' own, so checkpoints and the reference forward passes are unchanged.
+``tests/test_fused_dmf.py`` checks the result against the modules' formulas written out by hand.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cspsr_arch.archs.csft import CSFT
+from cspsr_arch.archs.dynamic_conv import DynamicConv, apply_pixel_kernels, conv_on_concat
+
+def _conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], padding) -> Tensor:
+    """``conv2d(x, weight, bias)`` with the weight (a slice or a stack) in the memory format of ``x``."""
+    if x.is_contiguous(memory_format=torch.channels_last):
+        weight = weight.contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x, weight, bias, 1, padding)
+
+
+def fixed_affine(norm: nn.Module, num_feat: int, like: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
+    """``(a, b)``, each (1, C, 1, 1), when ``norm(x) = a * x + b`` with constants (no batch or image statistics).
+
+    Args:
+        norm (nn.Module): CSFT's normalisation layer.
+        num_feat (int): Channels C.
+        like (Tensor): Gives the device and dtype of the identity map's constants.
+
+    Returns:
+        tuple[Tensor, Tensor] | None: The map; None when ``norm`` uses statistics of its input (batch
+        normalisation in training mode, instance normalisation).
+    """
+    if isinstance(norm, nn.Identity):
+        return like.new_ones(1, num_feat, 1, 1), like.new_zeros(1, num_feat, 1, 1)
+    if isinstance(norm, nn.BatchNorm2d) and not norm.training and norm.running_var is not None:
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        if norm.weight is not None:
+            scale = scale * norm.weight
+        shift = -norm.running_mean * scale
+        if norm.bias is not None:
+            shift = shift + norm.bias
+        return scale.view(1, -1, 1, 1), shift.view(1, -1, 1, 1)
+    return None
+
+
+def dyconv_csft(dyconv: DynamicConv, csft: CSFT, feat_vis: Tensor, feat_nir: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(F'_nir, F'_vis)`` with ``F'_nir = dyconv(F_vis, F_nir)`` and ``F'_vis = csft(F_vis, F'_nir)``.
+
+    Args:
+        dyconv (DynamicConv): The module's dynamic convolution (its 3x3 kernel predictor).
+        csft (CSFT): The module's CSFT unit.
+        feat_vis (Tensor): F_vis (n, C, h, w).
+        feat_nir (Tensor): F_nir (n, C, h, w).
+
+    Returns:
+        tuple[Tensor, Tensor]: F'_nir and F'_vis, each (n, C, h, w).
+    """
+    num_feat, taps = feat_vis.size(1), dyconv.kernel_size**2
+    predict, spatial_vis, spatial_cat = dyconv.predict, csft.spatial_vis, csft.spatial_cat
+    if not predict.padding == spatial_vis.padding == spatial_cat.padding:
+        raise ValueError('dyconv_csft stacks the 3x3 convolutions of the kernel predictor and CSFT; they must have '
+                         'the same padding.')
+    affine_vis = fixed_affine(csft.norm_vis, num_feat, feat_vis)
+    affine_nir = fixed_affine(csft.norm_nir, num_feat, feat_vis)
+    folded = affine_vis is not None and affine_nir is not None
+    cat_vis, cat_nir = spatial_cat.weight[:, :num_feat], spatial_cat.weight[:, num_feat:]
+
+    # One convolution of F_vis: predictor logits (VIS half), w_s1's logit, [w_s2's logit (VIS half)].
+    weights, biases = [predict.weight[:, :num_feat], spatial_vis.weight], [predict.bias, spatial_vis.bias]
+    if folded:
+        weights.append(cat_vis * affine_vis[0].view(1, num_feat, 1, 1))
+        biases.append(spatial_cat.bias)
+    from_vis = _conv(feat_vis, torch.cat(weights), torch.cat(biases), predict.padding)
+    logits = from_vis[:, :taps] + _conv(feat_nir, predict.weight[:, num_feat:], None, predict.padding)[:, :taps]
+    nir = apply_pixel_kernels(feat_nir, torch.softmax(logits, dim=1), dyconv.kernel_size)
+    w_s1 = torch.sigmoid(from_vis[:, taps:taps + 1])
+
+    if folded:
+        (a_vis, b_vis), (a_nir, b_nir) = affine_vis, affine_nir
+        # conv(a * x + b) = conv(x; W * a) + conv(ones; sum_c W_c * b_c): the second term is exact at the
+        # zero-padded border too, where the constant b is padded with zeros.
+        shift_kernel = (cat_vis * b_vis.view(1, -1, 1, 1)).sum(1, keepdim=True) + (cat_nir * b_nir.view(
+            1, -1, 1, 1)).sum(1, keepdim=True)
+        ones = feat_vis.new_ones(1, 1, *feat_vis.shape[-2:])
+        w_s2 = torch.sigmoid(from_vis[:, taps + 1:taps + 2]
+                             + F.conv2d(nir, cat_nir * a_nir.view(1, -1, 1, 1), None, 1, spatial_cat.padding)
+                             + F.conv2d(ones, shift_kernel, None, 1, spatial_cat.padding))
+        gap = torch.cat([a_vis * feat_vis.mean(dim=(2, 3), keepdim=True) + b_vis,
+                         a_nir * nir.mean(dim=(2, 3), keepdim=True) + b_nir], dim=1)
+        w_c1, w_c2 = torch.sigmoid(csft.channel(gap)).chunk(2, dim=1)
+        part_nir = torch.addcmul(b_nir * w_c2, nir, a_nir * w_c2)  # = norm(F'_nir) * w_c2
+        part_vis = torch.addcmul(b_vis * w_c1, feat_vis, a_vis * w_c1)  # = norm(F_vis) * w_c1
+    else:
+        vis_n, nir_n = csft.norm_vis(feat_vis), csft.norm_nir(nir)
+        w_s2 = torch.sigmoid(conv_on_concat(spatial_cat, vis_n, nir_n))
+        gap = torch.cat([vis_n.mean(dim=(2, 3), keepdim=True), nir_n.mean(dim=(2, 3), keepdim=True)], dim=1)
+        w_c1, w_c2 = torch.sigmoid(csft.channel(gap)).chunk(2, dim=1)
+        part_nir, part_vis = nir_n * w_c2, vis_n * w_c1
+    fused = part_nir.addcmul_(part_vis, w_s2)  # in place: autograd needs neither part_nir's old value
+    # w_s1's gradient needs `fused` itself, so the last product is in place only without autograd
+    return nir, (fused.mul_(w_s1) if not torch.is_grad_enabled() else fused * w_s1)
