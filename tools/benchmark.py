@@ -1,30 +1,10 @@
 #!/usr/bin/env python
 """Benchmark CSPSR against EDSR, RCAN, HAT and a concatenation baseline on the same data, one command.
 
-Steps (each one is skipped when an earlier run of the same benchmark finished it, so an interrupted
-benchmark resumes where it stopped):
-
-1. **Data** under ``<out>/<name>/data``: the synthetic cross-view set (``tools/make_synthetic_rgbnir.py``)
-   and the semi-synthetic set made from the real RGB-NIR pairs of ``--real`` (``tools/make_semisynthetic_rgbnir.py``,
-   pairs that are not registered left out; absent folder: the set is left out, and the report says so).
-2. **Training** with ``basicsr train`` (BasicSR's pipeline, in this process) of every model at every scale
-   on one training split, the union of the data sets' training splits (``data/train``, hard links), for the
-   same budget (``cspsr_arch.benchmark.presets``): the pre-training of CSPSR's learned cross-view matching,
-   then EDSR, RCAN, HAT (VIS only), the concatenation baseline, CSPSR, and (if the preset says so) CSPSR with
-   the ground-truth disparity as a reference row; ``--ablations`` adds the paper's Table 4 variants (x4).
-   Option files of every run: ``<out>/<name>/options``; logs: ``<out>/<name>/logs``.
-3. **Evaluation** of each model and of bicubic interpolation on each data set's test split (PSNR/SSIM, RGB and
-   Y, border = scale; ``cspsr_arch.benchmark.evaluation``), outputs in ``<out>/<name>/images``.
-4. **Cost** of each network as trained: parameters, GFLOPs on a 582x429 HR frame, CPU (and GPU) latency,
-   peak memory (``tools/profile_model.py``); training iterations per second of CSPSR and EDSR at the preset's
-   batch and patch size (``cspsr_arch.benchmark.throughput``), eager, and compiled with ``--compile``
-   (which also evaluates through ``torch.compile``).
-5. **Report**: ``<out>/<name>/report.md`` and ``report.json`` (Table 1 and Table 4 analogs, cost, targets) and
-   ``<out>/<name>/figures/<data set>_x<s>.png`` (the same crop from bicubic / EDSR / RCAN / HAT / CSPSR / ground
-   truth with the crop's PSNR under each).
+What it does, step by step, and where each step lives: :mod:`cspsr_arch.benchmark.pipeline`.
 
 Presets: ``--preset quick`` (tiny data and networks, a few minutes on a CPU; what the test runs), ``--preset cpu``
-(about an hour on a 2-core CPU), ``--preset paper`` (the option files' paper settings; for a GPU).
+(about an hour on a 2-core CPU per protocol and seed), ``--preset paper`` (the option files' paper settings; for a GPU).
 
 Usage::
 

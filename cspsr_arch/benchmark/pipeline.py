@@ -3,22 +3,28 @@
 Steps (each one is skipped when an earlier run of the same benchmark finished it, so an interrupted
 benchmark resumes where it stopped):
 
-1. **Data** under ``<out>/<name>/data``: the synthetic cross-view set (``tools/make_synthetic_rgbnir.py``)
-   and the semi-synthetic set made from the real RGB-NIR pairs of ``--real`` (``tools/make_semisynthetic_rgbnir.py``,
-   pairs that are not registered left out; absent folder: the set is left out, and the report says so).
-2. **Training** with ``basicsr train`` (BasicSR's pipeline, in this process) of every model at every scale
-   on one training split, the union of the data sets' training splits (``data/train``, hard links), for the
-   same budget (``cspsr_arch.benchmark.presets``): the pre-training of CSPSR's learned cross-view matching,
-   then EDSR, RCAN, HAT (VIS only), the concatenation baseline, CSPSR, and (if the preset says so) CSPSR with
-   the ground-truth disparity as a reference row; ``--ablations`` adds the paper's Table 4 variants (x4).
-   Option files of every run: ``<out>/<name>/options``; logs: ``<out>/<name>/logs``.
-3. **Evaluation** of each model and of bicubic interpolation on each data set's test split (PSNR/SSIM, RGB and
-   Y, border = scale; ``cspsr_arch.benchmark.evaluation``), outputs in ``<out>/<name>/images``.
+1. **Data** under ``<out>/<name>/data``: the synthetic cross-view set (``cspsr_arch.synthetic``), the
+   semi-synthetic sets made from the real RGB-NIR pairs of ``--country`` (the EPFL country pairs, the main real
+   test set) and ``--real`` (``tools/make_semisynthetic_rgbnir.py``; an absent folder leaves its set out, and
+   the report says so). The preset's validation scenes are held out of the training splits.
+2. **Training** with ``basicsr train`` (BasicSR's pipeline, in this process) of every model at every scale and
+   under every protocol (``bicubic``, ``camera``), ``--seeds`` times each, on one training split, the union of
+   the data sets' training splits (``data/train``, hard links), for the same budget
+   (``cspsr_arch.benchmark.presets``): the pre-training of CSPSR's learned cross-view matching, then EDSR, RCAN,
+   HAT (VIS only), the concatenation baseline, CSPSR, and (if the preset says so) CSPSR with the ground-truth
+   disparity as a reference row; ``--ablations`` adds the paper's Table 4 variants (x4). The validation split
+   (``data/val``) is scored every ``val_every`` iterations. Option files of every run: ``<out>/<name>/options``;
+   logs: ``<out>/<name>/logs``.
+3. **Evaluation** of each model and of bicubic interpolation on each data set's test split under each protocol
+   (PSNR/SSIM, RGB and Y, border = scale; ``cspsr_arch.benchmark.results``): means over seeds, paired per-image
+   differences, NIR-zeroed and NIR-swapped rows; outputs in ``<out>/<name>/images``.
 4. **Cost** of each network as trained: parameters, GFLOPs on a 582x429 HR frame, CPU (and GPU) latency,
-   peak memory (``tools/profile_model.py``).
-5. **Report**: ``<out>/<name>/report.md`` and ``report.json`` (Table 1 and Table 4 analogs, cost, targets) and
-   ``<out>/<name>/figures/<data set>_x<s>.png`` (the same crop from bicubic / EDSR / RCAN / HAT / CSPSR / ground
-   truth with the crop's PSNR under each).
+   peak memory (``tools/profile_model.py``); training iterations per second of CSPSR and EDSR at the preset's
+   batch and patch size (``cspsr_arch.benchmark.throughput``), eager, and compiled with ``--compile``
+   (which also evaluates through ``torch.compile``).
+5. **Report**: ``<out>/<name>/report.md`` and ``report.json`` (Table 1 per protocol, Table 4 analogs, cost,
+   targets), ``<out>/<name>/figures/<protocol>_<data set>_x<s>.png`` (the same crop from bicubic / EDSR / RCAN /
+   HAT / CSPSR / ground truth with the crop's PSNR under each) and ``figures/learning_curves.png``.
 """
 from __future__ import annotations
 
