@@ -11,7 +11,8 @@ from typing import Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-ITER_RE = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+)')
+from cspsr_arch.benchmark.training import ITER_RE
+
 PSNR_RE = re.compile(r'# psnr: ([-\d.eE+]+)')
 COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
            (194, 119, 227), (127, 127, 127)]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from cspsr_arch.benchmark.evaluation import mean_scores, score_loader
+from cspsr_arch.benchmark.evaluation import build_trained, mean_scores, score_loader
 
 DEFAULT_OPTS = ('options/demo_CSPSR_x4.yml', 'options/demo_VISonly_x4.yml')
 
@@ -55,18 +55,9 @@ def train(opt_file: Path, compile_net: bool = False) -> float:
     return time.time() - start
 
 
-def build_trained(opt: dict):
-    """The model of an option file with the final checkpoint that ``basicsr train`` wrote."""
-    import torch
-    from basicsr.models import build_model
-
-    from cspsr_arch.options import check_options
-    ckpt = Path.cwd() / 'experiments' / opt['name'] / 'models' / 'net_g_latest.pth'
-    opt = {k: v for k, v in opt.items() if k not in ('train', 'datasets', 'logger', 'val')}
-    opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=1 if torch.cuda.is_available() else 0,
-               datasets={}, path={'pretrain_network_g': str(ckpt), 'strict_load_g': True})
-    check_options(opt)
-    return build_model(opt)
+def _checkpoint(opt: dict) -> Path:
+    """Where ``basicsr train`` left the final weights of an option file (under the working directory)."""
+    return Path.cwd() / 'experiments' / opt['name'] / 'models' / 'net_g_latest.pth'
 
 
 def test_loader(opt: dict):
@@ -86,7 +77,7 @@ def evaluate(opts: Sequence[dict], out_dir: Path) -> Dict[str, Dict[str, float]]
     results = {'bicubic': mean_scores(score_loader(None, loader, scale, image_dir, 'bicubic'))}
     for i, opt in enumerate(opts):
         row = _row(opt)
-        model = build_trained(opt)
+        model = build_trained(opt, _checkpoint(opt))
         results[row] = mean_scores(score_loader(model, loader, scale, image_dir, row))
         if i == 0:
             results[f'{row} (NIR zeroed)'] = mean_scores(score_loader(model, loader, scale, None, nir='zero'))

@@ -157,13 +157,23 @@ def mean_scores(per_image: Dict[str, Dict[str, float]]) -> Dict[str, float]:
     return {name: float(np.mean([v[name] for v in per_image.values()])) for name in METRICS}
 
 
-def _build(run: Run, checkpoint: Path):
+def build_trained(opt: dict, checkpoint: Path):
+    """The model (``SRModel``, ``CSPSRModel``) of training options, for testing, with a trained checkpoint.
+
+    Args:
+        opt: The options the checkpoint was trained with (training, data and logger sections are dropped).
+        checkpoint: ``net_g`` weights (``params``); no ``pretrain_network_disp`` is loaded: the fine-tuned
+            CVM is part of the checkpoint.
+    """
     import torch
     from basicsr.models import build_model
-    opt = {k: v for k, v in run.opt.items() if k not in ('train', 'datasets', 'logger')}
+
+    from cspsr_arch.options import check_options
+    opt = {k: v for k, v in opt.items() if k not in ('train', 'datasets', 'logger', 'val')}
     opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=torch.cuda.device_count(), datasets={},
                path={'pretrain_network_g': str(checkpoint), 'strict_load_g': True, 'param_key_g': 'params'})
-    return build_model(opt)  # no pretrain_network_disp: the fine-tuned CVM is part of the checkpoint
+    check_options(opt)
+    return build_model(opt)
 
 
 def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale: int, image_dir: Optional[Path],
@@ -196,7 +206,7 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
     cached = _cached(cache, checkpoint, fingerprint)
     if cached is not None:
         return None if cached.get('unavailable') else cached
-    model = _build(run, checkpoint) if run else None
+    model = build_trained(run.opt, checkpoint) if run else None
     if model is not None and compiled:
         from cspsr_arch.compile import compile_network
         model.net_g = compile_network(model.net_g, model.device, log=lambda msg: print(f'[benchmark] {msg}'))
