@@ -2,11 +2,14 @@
 from typing import Tuple
 
 import torch
+from basicsr.archs.arch_util import ResidualBlockNoBN
 from torch import Tensor, nn
 
 from cspsr_arch.archs.csft import CSFT
 from cspsr_arch.archs.dynamic_conv import DynamicConv
 from cspsr_arch.archs.fused_dmf import dyconv_csft
+
+VIS_PATHS = ('fused', 'residual_block')
 
 
 class ConcatFusion(nn.Module):
@@ -54,12 +57,22 @@ class DMF(nn.Module):
     one it is close to it (counts: docs/design_notes.md).
     The VIS side, which makes the output, keeps its 3x3 convolution.
 
+    ``vis_path='residual_block'`` (not in the paper) changes step 3 of the VIS side to
+    ``F_vis <- ResBlock(F_vis) + conv1x1(act(F'_vis))``: the VIS features keep a path of their own, the same
+    residual block as the VIS-only network's, and the fused features are added to it. In the paper's form
+    every change of F_vis passes through the product of CSFT's gates (``w_s1`` multiplies both terms), so
+    the VIS branch has one 3x3 convolution per module behind those gates where a VIS-only network of the
+    same depth has two ungated ones; with the separate path, switching off the fusion leaves exactly the
+    VIS-only network. It costs one 3x3 convolution more per module (a 1x1 one replaces the fused 3x3 one).
+
     Args:
         num_feat (int): Channels C. Default: 64.
         kernel_size (int): Size of the dynamic kernels. Default: 3.
         use_dyconv (bool): Dynamic convolution (True) or an ordinary convolution. Default: True.
         use_csft (bool): CSFT unit (True) or concatenation fusion. Default: True.
         norm (str): Normalisation inside CSFT: ``'batch'``, ``'instance'`` or ``'none'``. Default: ``'batch'``.
+        vis_path (str): ``'fused'`` (paper: the VIS features change only through the fused features) or
+            ``'residual_block'`` (a VIS residual block plus the fused features). Default: ``'fused'``.
     """
 
     def __init__(self,
@@ -67,13 +80,21 @@ class DMF(nn.Module):
                  kernel_size: int = 3,
                  use_dyconv: bool = True,
                  use_csft: bool = True,
-                 norm: str = 'batch') -> None:
+                 norm: str = 'batch',
+                 vis_path: str = 'fused') -> None:
         super().__init__()
+        if vis_path not in VIS_PATHS:
+            raise ValueError(f'vis_path must be one of {VIS_PATHS}, got {vis_path!r}.')
+        self.vis_path = vis_path
         self.dyconv = DynamicConv(num_feat, kernel_size) if use_dyconv else PlainNIRConv(num_feat)
         self.fusion = CSFT(num_feat, norm=norm) if use_csft else ConcatFusion(num_feat)
         self.act = nn.LeakyReLU(0.1, inplace=False)
         self.act_ = nn.LeakyReLU(0.1, inplace=True)
-        self.conv_vis = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        if vis_path == 'fused':
+            self.conv_vis = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        else:
+            self.block_vis = ResidualBlockNoBN(num_feat=num_feat)
+            self.conv_vis = nn.Conv2d(num_feat, num_feat, 1)
         self.conv_nir = nn.Conv2d(num_feat, num_feat, 1)
 
     def forward(self, feat_vis: Tensor, feat_nir: Tensor) -> Tuple[Tensor, Tensor]:
@@ -85,4 +106,5 @@ class DMF(nn.Module):
         vis = self.act_(vis)  # in place: F'_vis is needed by nothing else
         nir = self.act(nir) if torch.is_grad_enabled() else self.act_(nir)  # F'_nir: kept for CSFT's backward pass
         # residuals added in place into the fresh convolution outputs: one feature map less to allocate
-        return self.conv_vis(vis).add_(feat_vis), self.conv_nir(nir).add_(feat_nir)
+        base_vis = feat_vis if self.vis_path == 'fused' else self.block_vis(feat_vis)
+        return self.conv_vis(vis).add_(base_vis), self.conv_nir(nir).add_(feat_nir)
