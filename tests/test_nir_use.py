@@ -140,7 +140,7 @@ def test_diagnose_run_reads_every_checkpoint(tmp_path, toy_split):
         assert row == pytest.approx({'iter': float(iteration), **nir_use.diagnose(nets[iteration].eval(), [data])})
 
 
-def test_the_tool_prints_a_row_per_checkpoint_and_names_a_missing_run(tmp_path, toy_split):
+def test_the_tool_prints_a_row_per_checkpoint_and_names_a_missing_run(tmp_path, toy_split, capsys):
     split, _ = toy_split
     run = tmp_path / 'tiny_x2'
     (run / 'models').mkdir(parents=True)
@@ -159,6 +159,5 @@ def test_the_tool_prints_a_row_per_checkpoint_and_names_a_missing_run(tmp_path, 
     assert done.returncode == 0, done.stderr
     assert '| iter | nir_to_vis |' in done.stdout and '\n| 7 |' in done.stdout
     assert [r['iter'] for r in json.loads((tmp_path / 'd.json').read_text())['tiny_x2']] == [7.0]
-    missing = subprocess.run([sys.executable, str(tool), str(tmp_path / 'nowhere'), '--split', str(split)],
-                             capture_output=True, text=True)
-    assert missing.returncode == 2 and 'experiment folder of a training run' in missing.stderr
+    assert nir_use.main([str(tmp_path / 'nowhere'), '--split', str(split)]) == 2
+    assert 'experiment folder of a training run' in capsys.readouterr().err

@@ -22,8 +22,12 @@ The input is one validation batch (never the test split). Formulas are those of
 :class:`~cspsr_arch.archs.dynamic_conv.DynamicConv`, recomputed from each module's inputs with the modules'
 own weights, so the fused fast path (``archs/fused_dmf.py``) does not hide them.
 """
+import argparse
+import json
 import math
-from typing import Dict, List, Optional
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -175,7 +179,6 @@ def summarise(per_module: List[Dict[str, float]]) -> Dict[str, float]:
 
 def checkpoints_of(run_dir) -> List:
     """``(iteration, path)`` of a training run's ``models/net_g_<iter>.pth``, in order (``latest`` left out)."""
-    from pathlib import Path
     found = []
     for path in (Path(run_dir) / 'models').glob('net_g_*.pth'):
         tail = path.stem[len('net_g_'):]
@@ -230,8 +233,6 @@ def diagnose_run(run_dir, split, scale: int, max_images: int = 4) -> List[Dict[s
     Returns:
         list: One dict per checkpoint, with ``iter`` first.
     """
-    from pathlib import Path
-
     import yaml
 
     from cspsr_arch.benchmark.evaluation import build_trained, test_loader
@@ -267,3 +268,45 @@ def markdown_table(rows: List[Dict[str, float]]) -> str:
     for row in rows:
         lines.append('| ' + ' | '.join(f'{int(row[c])}' if c == 'iter' else f'{row[c]:.4g}' for c in columns) + ' |')
     return '\n'.join(lines)
+
+
+USAGE = """Where does a trained network's NIR contribution go? CSFT gates, dynamic kernels and gradient shares over training.
+
+For every ``models/net_g_<iter>.pth`` of each run, on a few images of a validation split (never the test split):
+the input-gradient ratio NIR / VIS, the share of the VIS loss's gradient on CSPSR's NIR branch and on its
+cross-view matching, and per DMF module (averaged) the CSFT gates, the NIR term's share of the fused VIS
+feature, the relative change of the VIS features and the dynamic kernels' centre weight and entropy.
+Definitions: :mod:`cspsr_arch.benchmark.nir_use`.
+
+Usage::
+
+    python tools/nir_diagnostics.py results/benchmark/cpu/experiments/CSPSR_x4 [more runs ...] \\
+        --split results/benchmark/cpu/data/val [--scale 4] [--max-images 4] [--json out.json]
+"""
+"""The command line help of ``main`` (the tool's docstring)."""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``tools/nir_diagnostics.py``: see :data:`USAGE`."""
+    p = argparse.ArgumentParser(description=USAGE.split('\n\n')[0], epilog=USAGE,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('runs', nargs='+', help='experiment folders (experiments/<name>, with <name>.yml and models/)')
+    p.add_argument('--split', required=True, help='validation split in the canonical layout (not the test split)')
+    p.add_argument('--scale', type=int, default=4, help='scale factor (default: 4)')
+    p.add_argument('--max-images', type=int, default=4, help='images of the split to average over (default: 4)')
+    p.add_argument('--json', default=None, help='also write every row to this JSON file')
+    args = p.parse_args(argv)
+
+    from cspsr_arch.errors import CSPSRInputError
+    torch.set_grad_enabled(True)
+    results = {}
+    try:
+        for run in args.runs:
+            results[Path(run).name] = rows = diagnose_run(run, args.split, args.scale, args.max_images)
+            print(f'## {Path(run).name}\n\n{markdown_table(rows)}\n')
+    except CSPSRInputError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
