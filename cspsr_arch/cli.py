@@ -4,10 +4,10 @@
 ``train_pipeline`` / ``test_pipeline`` with ``experiments/``, ``results/`` and ``tb_logger/`` under the
 current working directory. Some BasicSR functions are replaced while the pipeline runs (BasicSR itself
 is not changed): ``parse_options`` resolves ``base`` option files and is followed by a strict check of
-the option keys and data paths (:mod:`cspsr_arch.options`); ``load_resume_state`` works on CPU
-(:mod:`cspsr_arch.resume`); ``init_dist`` and ``model_to_device`` pick the ``gloo`` backend and
-CPU DDP when there is no GPU (:mod:`cspsr_arch.distributed`). ``infer`` super-resolves pairs of any
-size with a trained model (:mod:`cspsr_arch.infer_command`).
+the option keys and data paths (:mod:`cspsr_arch.engine.options`); ``load_resume_state`` works on CPU
+(:mod:`cspsr_arch.engine.resume`); ``init_dist`` and ``model_to_device`` pick the ``gloo`` backend and
+CPU DDP when there is no GPU (:mod:`cspsr_arch.engine.distributed`). ``infer`` super-resolves pairs of any
+size with a trained model (:mod:`cspsr_arch.infer.command`).
 """
 import argparse
 import os
@@ -17,9 +17,9 @@ from typing import Iterator, List, Optional
 
 import yaml
 
-from cspsr_arch.checkpoint import CheckpointSaveError, TrainingDiverged
+from cspsr_arch.engine.checkpoint import CheckpointSaveError, TrainingDiverged
 from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.infer_command import add_infer_arguments
+from cspsr_arch.infer.command import add_infer_arguments
 
 DESCRIPTION = """BasicSR with the cspsr plugin (CSPSR: NIR-guided super-resolution).
 
@@ -59,23 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def checked_parse_options(root_path: str, is_train: bool = True):
-    """``basicsr.utils.options.parse_options`` followed by :func:`cspsr_arch.options.check_options`."""
+    """``basicsr.utils.options.parse_options`` followed by :func:`cspsr_arch.engine.options.check_options`."""
     from basicsr.utils.options import parse_options
 
-    from cspsr_arch.options import check_options
+    from cspsr_arch.engine.options import check_options
     opt, args = parse_options(root_path, is_train=is_train)
     if not is_train:
-        from cspsr_arch.test_sets import drop_absent_test_sets
+        from cspsr_arch.engine.absent_test_sets import drop_absent_test_sets
         drop_absent_test_sets(opt)  # one line per test set that is not there; an error if none is
     check_options(opt)
     return opt, args
 
 
 def yaml_load_with_base(f: str):
-    """``basicsr.utils.options.yaml_load`` that resolves ``base`` files (:func:`cspsr_arch.options.load_options`)."""
+    """``basicsr.utils.options.yaml_load`` that resolves ``base`` files (:func:`cspsr_arch.engine.options.load_options`)."""
     from basicsr.utils.options import ordered_yaml
 
-    from cspsr_arch.options import load_options
+    from cspsr_arch.engine.options import load_options
     if os.path.isfile(f) or f.endswith(('.yml', '.yaml')):
         return load_options(f)
     return yaml.load(f, Loader=ordered_yaml()[0])
@@ -86,7 +86,7 @@ def copy_resolved_opt_file(opt_file: str, experiments_root: str) -> None:
     from basicsr.utils.dist_util import get_dist_info
     from basicsr.utils.options import copy_opt_file, ordered_yaml
 
-    from cspsr_arch.options import load_options
+    from cspsr_arch.engine.options import load_options
     copy_opt_file(opt_file, experiments_root)
     with open(opt_file, 'r') as f:
         has_base = 'base' in (yaml.load(f, Loader=ordered_yaml()[0]) or {})
@@ -104,8 +104,8 @@ def _plain(value):
 
 def dist_backend(args: List[str]) -> str:
     """Process-group backend for a ``train``/``test`` command line (see ``distributed.choose_backend``)."""
-    from cspsr_arch.distributed import choose_backend
-    from cspsr_arch.options import load_options
+    from cspsr_arch.engine.distributed import choose_backend
+    from cspsr_arch.engine.options import load_options
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt')
     parser.add_argument('--launcher', default='none')
@@ -128,8 +128,8 @@ def patched_basicsr(backend: str = 'gloo') -> Iterator[None]:
     import basicsr.train
     import basicsr.utils.options
 
-    from cspsr_arch.distributed import make_init_dist, make_model_to_device
-    from cspsr_arch.resume import load_resume_state
+    from cspsr_arch.engine.distributed import make_init_dist, make_model_to_device
+    from cspsr_arch.engine.resume import load_resume_state
     base_model = basicsr.models.base_model.BaseModel
     patches = [(basicsr.train, 'parse_options', checked_parse_options),
                (basicsr.test, 'parse_options', checked_parse_options),
@@ -160,7 +160,7 @@ def run(command: str, args: List[str], root_path: Optional[str] = None) -> None:
     from basicsr.test import test_pipeline
     from basicsr.train import train_pipeline
 
-    from cspsr_arch.distributed import shutdown
+    from cspsr_arch.engine.distributed import shutdown
     root_path = os.path.abspath(root_path or os.getcwd())
     pipeline = train_pipeline if command == 'train' else test_pipeline
     saved_argv = sys.argv
@@ -179,7 +179,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)  # validates the command line and answers --help
     try:
         if args.command == 'infer':
-            from cspsr_arch.infer_command import run_infer
+            from cspsr_arch.infer.command import run_infer
             return run_infer(args)
         run(argv[0], argv[1:])
     except CSPSRInputError as err:

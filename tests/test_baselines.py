@@ -12,7 +12,7 @@ from conftest import load_tool
 from toy_data import dataset_opt
 
 from cspsr_arch.archs.hat_arch import HAT, pad_to_window
-from cspsr_arch.options import check_options, load_options
+from cspsr_arch.engine.options import check_options, load_options
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ('EDSR', 'RCAN', 'HAT', 'ConcatNIR')

@@ -27,7 +27,7 @@ def test_profile_reports_finite_figures(tmp_path):
 
 
 def test_compile_rows_are_left_out_with_a_message_without_a_compiler(tmp_path, monkeypatch, capsys):
-    import cspsr_arch.compile as compile_mod
+    import cspsr_arch.engine.compile as compile_mod
     from conftest import load_tool
     monkeypatch.setattr(compile_mod.shutil, 'which', lambda name: None)
     profile_model = load_tool('profile_model')

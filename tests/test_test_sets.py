@@ -1,4 +1,4 @@
-"""``cspsr_arch.test_sets``: absent test sets of an options file are skipped with a message, present ones kept."""
+"""``cspsr_arch.engine.absent_test_sets``: absent test sets of an options file are skipped with a message, present ones kept."""
 from __future__ import annotations
 
 import io
@@ -14,8 +14,8 @@ import pytest
 from conftest import load_tool
 
 from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.options import check_options, load_options
-from cspsr_arch.test_sets import drop_absent_test_sets
+from cspsr_arch.engine.options import check_options, load_options
+from cspsr_arch.engine.absent_test_sets import drop_absent_test_sets
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_OPTIONS = REPO / 'options' / 'test_CSPSR_x4.yml'

@@ -45,7 +45,7 @@ def build_stereo_net(model_path: PathLike, opt_path: Optional[PathLike] = None, 
     import cspsr_arch  # noqa: F401  (registers the archs)
     from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
     from cspsr_arch.models.stereo_utils import load_stereo_weights
-    from cspsr_arch.options import load_options
+    from cspsr_arch.engine.options import load_options
     kwargs = {}
     if opt_path is not None:
         net_opt = dict(load_options(opt_path)['network_g'])

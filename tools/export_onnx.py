@@ -7,7 +7,7 @@ Usage::
         [--out cspsr_x4.onnx] [--opset 18] [--check-size 45x61] [--vis a.png --nir a.png] [--json figures.json]
 
 The network is built from the options' ``network_g`` and loaded as ``basicsr infer`` loads it
-(:func:`cspsr_arch.infer_model.load_inference_model`). Inputs: ``lq`` (1, 3, h, w) RGB in [0, 1] and
+(:func:`cspsr_arch.infer.model.load_inference_model`). Inputs: ``lq`` (1, 3, h, w) RGB in [0, 1] and
 ``lq_nir`` (1, 1, h, w), plus ``disp`` (1, 1, h, w) for ``cvm: given``; outputs: ``sr``, ``nir_sr``
 (dual-branch networks) and ``disp_l`` (networks that warp). Height and width are dynamic (8 to 8192),
 the batch is 1 (``basicsr infer`` also runs one image, or one tile, at a time).
@@ -85,7 +85,7 @@ def sample_inputs(wrapper: ExportWrapper, size: Tuple[int, int], seed: int = 0) 
 def pair_inputs(wrapper: ExportWrapper, vis: str, nir: str) -> Tuple[Tensor, ...]:
     """A real pair as network inputs (read as ``basicsr infer`` reads it)."""
     from cspsr_arch.errors import CSPSRInputError
-    from cspsr_arch.infer_pairs import Pair, load_pair
+    from cspsr_arch.infer.pairs import Pair, load_pair
     if 'disp' in wrapper.input_names:
         raise CSPSRInputError('--vis/--nir checks are for networks without a given disparity; use --check-size.')
     loaded = load_pair(Pair('sample', vis, nir), torch.device('cpu'))
@@ -153,7 +153,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     import cspsr_arch  # noqa: F401  (registers CSPSR)
     from cspsr_arch.errors import CSPSRInputError
-    from cspsr_arch.infer_model import load_inference_model
+    from cspsr_arch.infer.model import load_inference_model
     try:
         if (args.vis is None) != (args.nir is None):
             raise CSPSRInputError('--vis and --nir go together.')

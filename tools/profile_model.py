@@ -43,7 +43,7 @@ def network_options(name: str, scale: int) -> Dict[str, object]:
         name: One of :data:`MODELS`.
         scale: Scale factor.
     """
-    from cspsr_arch.options import load_options
+    from cspsr_arch.engine.options import load_options
     if name not in MODELS:
         raise ValueError(f'unknown model {name!r}: choose from {", ".join(MODELS)}')
     opt = dict(load_options(str(ROOT / 'options' / f'train_{name}_x4.yml'))['network_g'])
@@ -127,7 +127,7 @@ def profile_compiled(network_opt: Dict[str, object], lr_hw: Tuple[int, int], run
         runs: Timed forward passes (the median is reported) after the compiling call.
         device: Where to run.
     """
-    from cspsr_arch.compile import compile_network
+    from cspsr_arch.engine.compile import compile_network
     model, cross_spectral = build(network_opt)
     model = model.to(device).eval()
     compiled = compile_network(model, device)

@@ -1,7 +1,7 @@
 """Build a trained CSPSR for inference from its options file and checkpoint, with clear errors.
 
 The options file is the one that trained (or tests) the model: its ``network_g`` is read with
-:func:`cspsr_arch.options.load_options` (``base`` files resolved) and checked like ``basicsr train``
+:func:`cspsr_arch.engine.options.load_options` (``base`` files resolved) and checked like ``basicsr train``
 checks it (unknown or misspelled keys are errors). The checkpoint is what BasicSR's ``SRModel`` saves
 (``{'params': state_dict, 'params_ema': state_dict}``) or a bare state dict. A checkpoint that does not
 fit the network (another architecture, scale or size) is reported in one sentence that says what the
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from cspsr_arch.archs.cspsr_arch import CSPSR
 from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.options import check_options, load_options
+from cspsr_arch.engine.options import check_options, load_options
 
 PARAM_KEYS = ('params_ema', 'params')
 

@@ -20,7 +20,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from torch import Tensor, nn
 
-from cspsr_arch.resume import latest_state
+from cspsr_arch.engine.resume import latest_state
 
 SAVE_RETRIES = 3
 

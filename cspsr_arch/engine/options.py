@@ -11,7 +11,7 @@ with defaults. :func:`check_options` runs on the parsed options before anything 
 Constructor arguments of archs, losses, optimizers and schedulers are read from their signatures.
 
 Keys of cspsr's own beyond BasicSR's are checked here too, e.g. ``train: compile: true`` (``CSPSRModel``
-only): the training steps run through ``torch.compile`` (see :mod:`cspsr_arch.compile`).
+only): the training steps run through ``torch.compile`` (see :mod:`cspsr_arch.engine.compile`).
 """
 import difflib
 import inspect
