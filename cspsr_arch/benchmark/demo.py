@@ -49,7 +49,7 @@ def train(opt_file: Path, compile_net: bool = False) -> float:
         opt_file: Training options.
         compile_net: Train through ``torch.compile`` (``train: compile: true``).
     """
-    from cspsr_arch.cli import run
+    from cspsr_arch.engine.pipeline import run
     start = time.time()
     run('train', ['-opt', str(opt_file), '--auto_resume'] + (['--force_yml', 'train:compile=true'] if compile_net else []))
     return time.time() - start
