@@ -18,11 +18,7 @@ Test sets: a split in the canonical layout (``--split``, needs ``HR/DISP_L``), a
 the Middlebury motorcycle pair shipped with scikit-image, with its real ground truth: the left
 photograph is the VIS view and the right one is rendered as NIR by the synthetic set's spectral model.
 
-Usage::
-
-    python tools/eval_disparity.py --model experiments/CrossSpectralStereo_x4_Synthetic/models/net_g_latest.pth \\
-        -opt options/train_disparity_synthetic_x4.yml --split datasets/Synthetic/test --scale 4 --middlebury \\
-        [--out results/eval_disparity]
+The command line: ``tools/eval_disparity.py`` (``--model``, ``-opt``, ``--split``, ``--middlebury``, ``--out``).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from cspsr_arch.benchmark.runs import Run
 from cspsr_arch.benchmark.training import done_record
 from cspsr_arch.errors import CSPSRInputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = ['EDSR', 'ConcatNIR', 'CSPSR']  # a VIS-only, the concatenation and CSPSR: the rows the tables compare
 ITERS = 800
 METRICS = ('psnr', 'ssim', 'psnr_y', 'ssim_y')
