@@ -155,7 +155,7 @@ def cpu_peak_memory(network_opt: Dict[str, object], lr_hw: Tuple[int, int]) -> f
         network_opt: BasicSR ``network_g`` options.
         lr_hw: LR input (height, width).
     """
-    cmd = [sys.executable, '-m', __name__, json.dumps(network_opt), f'{lr_hw[1]}x{lr_hw[0]}']
+    cmd = [sys.executable, '-m', 'cspsr_arch.benchmark.profile', json.dumps(network_opt), f'{lr_hw[1]}x{lr_hw[0]}']
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f'memory measurement of {network_opt} failed:\n{out.stderr[-3000:]}')
