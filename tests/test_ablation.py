@@ -5,7 +5,7 @@ import pytest
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from cspsr_arch.options import load_options
+from cspsr_arch.engine.options import load_options
 
 ROOT = Path(__file__).resolve().parents[1]
 ABLATIONS = {

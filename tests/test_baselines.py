@@ -8,11 +8,10 @@ import torch.nn.functional as F
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY
-from conftest import load_tool
 from toy_data import dataset_opt
 
 from cspsr_arch.archs.hat_arch import HAT, pad_to_window
-from cspsr_arch.options import check_options, load_options
+from cspsr_arch.engine.options import check_options, load_options
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ('EDSR', 'RCAN', 'HAT', 'ConcatNIR')
@@ -68,7 +67,7 @@ def test_baselines_train_under_cspsr_data_and_protocol(scale):
 
 
 def test_baseline_networks_are_the_papers_and_run():
-    profile_model = load_tool('profile_model')
+    from cspsr_arch.benchmark import profile as profile_model
     for model in (*BASELINES, 'CSPSR'):
         net, cross_spectral = profile_model.build(profile_model.network_options(model, 4))
         params = sum(p.numel() for p in net.parameters()) / 1e6

@@ -57,7 +57,7 @@ def test_ema_copies_batchnorm_statistics(tmp_path):
 
 
 def test_compiled_training_steps_save_plain_checkpoints(tmp_path, monkeypatch):
-    import cspsr_arch.compile as compile_mod
+    import cspsr_arch.engine.compile as compile_mod
     compile_network = compile_mod.compile_network
     calls = []
 
@@ -85,7 +85,7 @@ def test_compiled_training_steps_save_plain_checkpoints(tmp_path, monkeypatch):
 
 
 def test_without_a_compiler_training_runs_eager(tmp_path, monkeypatch):
-    import cspsr_arch.compile as compile_mod
+    import cspsr_arch.engine.compile as compile_mod
     monkeypatch.setattr(compile_mod.shutil, 'which', lambda name: None)
     opt = _opt()
     opt['train']['compile'] = True

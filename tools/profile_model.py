@@ -1,180 +1,17 @@
 #!/usr/bin/env python
 """Profile SR networks on one frame: parameters, GFLOPs, latency and peak memory.
 
-Default: the paper's CSPSR (``CSPSR()``) beside BasicSR's EDSR baseline (64 features, 16 blocks, x4),
-on a 582x429 HR frame (LR 145x107 at x4; HR cropped to 580x428), on the CPU. ``--models`` also takes
-RCAN, HAT and ConcatNIR; every network is the ``network_g`` of ``options/train_<model>_x4.yml`` (with
-``upscale`` set to ``--scale``). ``tools/benchmark.py`` calls :func:`profile` and :func:`cpu_peak_memory`
-with the networks it trained.
-
-* **GFLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over one forward pass (a multiply-add
-  counts 2 FLOPs; element-wise operations such as the dynamic filtering are not counted by it).
-* **Latency**: median of ``--runs`` timed forward passes after one warm-up, all models in this process.
-* **Compiled** (``--compile``): a second row per model with the latency of ``torch.compile`` (inductor,
-  height and width dynamic, as ``basicsr infer --compile`` runs it) and the one-off compilation time
-  (its first call); GFLOPs and parameters are those of the eager row.
-* **Peak memory**: on CUDA, ``torch.cuda.max_memory_allocated``; on the CPU (Linux), the growth of the
-  peak resident set size during one forward pass in a fresh process that built the model (the peak is
-  reset through ``/proc/self/clear_refs`` just before it).
+Default: the paper's CSPSR beside BasicSR's EDSR baseline (x4) on a 582x429 HR frame, on the CPU.
+What each figure means: :mod:`cspsr_arch.benchmark.profile`.
 
 Usage: ``python tools/profile_model.py [--models CSPSR EDSR RCAN HAT ConcatNIR] [--hr 582x429] [--scale 4]
 [--runs 5] [--device cpu] [--compile] [--json results/profile.json]``.
 """
 import argparse
-import json
-import statistics
-import subprocess
 import sys
-import time
-from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ('CSPSR', 'EDSR', 'RCAN', 'HAT', 'ConcatNIR')
-
-
-def network_options(name: str, scale: int) -> Dict[str, object]:
-    """``network_g`` of ``options/train_<name>_x4.yml`` with ``upscale`` = ``scale``.
-
-    Args:
-        name: One of :data:`MODELS`.
-        scale: Scale factor.
-    """
-    from cspsr_arch.options import load_options
-    if name not in MODELS:
-        raise ValueError(f'unknown model {name!r}: choose from {", ".join(MODELS)}')
-    opt = dict(load_options(str(ROOT / 'options' / f'train_{name}_x4.yml'))['network_g'])
-    opt['upscale'] = scale
-    return opt
-
-
-def build(network_opt: Dict[str, object]) -> Tuple[torch.nn.Module, bool]:
-    """The network of BasicSR ``network_g`` options, and whether it takes the NIR stream (``lq, lq_nir, disp``).
-
-    Args:
-        network_opt: ``type`` (a registered arch) and its arguments.
-    """
-    import cspsr_arch  # noqa: F401  (registers CSPSR, HAT)
-    from basicsr.utils.registry import ARCH_REGISTRY
-    opt = dict(network_opt)
-    arch = opt.pop('type')
-    return ARCH_REGISTRY.get(arch)(**opt), arch == 'CSPSR'
-
-
-def inputs(cross_spectral: bool, lr_hw: Tuple[int, int], device: torch.device) -> tuple:
-    """Random inputs of the LR size (a constant 2-pixel disparity for CSPSR)."""
-    gen = torch.Generator().manual_seed(0)
-    lq = torch.rand(1, 3, *lr_hw, generator=gen).to(device)
-    if not cross_spectral:
-        return (lq, )
-    return lq, torch.rand(1, 1, *lr_hw, generator=gen).to(device), torch.full((1, 1, *lr_hw), 2.0, device=device)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def _timed(call, args: tuple, runs: int, device: torch.device) -> List[float]:
-    times = []
-    for _ in range(runs):
-        _sync(device)
-        start = time.perf_counter()
-        call(*args)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def profile(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
-            device: torch.device) -> Dict[str, float]:
-    """Params, GFLOPs and latency of one network in this process (and peak memory on CUDA).
-
-    Args:
-        network_opt: BasicSR ``network_g`` options.
-        lr_hw: LR input (height, width).
-        runs: Timed forward passes (the median is reported) after one warm-up.
-        device: Where to run.
-    """
-    model, cross_spectral = build(network_opt)
-    model = model.to(device).eval()
-    args = inputs(cross_spectral, lr_hw, device)
-    result = {'params_M': sum(p.numel() for p in model.parameters()) / 1e6}
-    with torch.no_grad():
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(*args)
-        result['gflops'] = counter.get_total_flops() / 1e9
-        if device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats(device)
-        times = _timed(model, args, runs, device)
-    result['latency_s'] = statistics.median(times)
-    if device.type == 'cuda':
-        result['peak_mem_MB'] = torch.cuda.max_memory_allocated(device) / 2**20
-    return result
-
-
-def profile_compiled(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
-                     device: torch.device) -> Optional[Dict[str, float]]:
-    """Latency of the ``torch.compile``d network and its compilation time; None without a compiler.
-
-    Args:
-        network_opt: BasicSR ``network_g`` options.
-        lr_hw: LR input (height, width).
-        runs: Timed forward passes (the median is reported) after the compiling call.
-        device: Where to run.
-    """
-    from cspsr_arch.compile import compile_network
-    model, cross_spectral = build(network_opt)
-    model = model.to(device).eval()
-    compiled = compile_network(model, device)
-    if compiled is model:
-        return None
-    args = inputs(cross_spectral, lr_hw, device)
-    with torch.no_grad():
-        compile_s = _timed(compiled, args, 1, device)[0]
-        times = _timed(compiled, args, runs, device)
-    return {'latency_s': statistics.median(times), 'compile_s': compile_s}
-
-
-def _status_mb(field: str) -> float:
-    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``) in MB."""
-    for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith(field + ':'):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f'{field} not in /proc/self/status')
-
-
-def cpu_peak_memory(network_opt: Dict[str, object], lr_hw: Tuple[int, int]) -> float:
-    """Peak RSS growth (MB) of a fresh process that builds the network and runs one forward pass.
-
-    Args:
-        network_opt: BasicSR ``network_g`` options.
-        lr_hw: LR input (height, width).
-    """
-    cmd = [sys.executable, __file__, '--memory-worker', json.dumps(network_opt), '--lr', f'{lr_hw[1]}x{lr_hw[0]}']
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f'memory measurement of {network_opt} failed:\n{out.stderr[-3000:]}')
-    return float(out.stdout.strip().splitlines()[-1])
-
-
-def _memory_worker(network_opt: Dict[str, object], lr_hw: Tuple[int, int]) -> None:
-    model, cross_spectral = build(network_opt)
-    args = inputs(cross_spectral, lr_hw, torch.device('cpu'))
-    Path('/proc/self/clear_refs').write_text('5')  # reset the peak RSS (VmHWM) to the current RSS
-    before = _status_mb('VmRSS')
-    with torch.no_grad():
-        model.eval()(*args)
-    print(_status_mb('VmHWM') - before)
-
-
-def _size(text: str) -> Tuple[int, int]:
-    width, height = (int(v) for v in text.lower().split('x'))
-    return height, width
+from cspsr_arch.benchmark.profile import MODELS, run_profile
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -188,45 +25,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--compile', action='store_true',
                         help='also time the torch.compile (inductor) networks: one more row per model')
     parser.add_argument('--json', default=None, help='also write the figures to this JSON file')
-    parser.add_argument('--memory-worker', default=None, help=argparse.SUPPRESS)
-    parser.add_argument('--lr', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.memory_worker:
-        _memory_worker(json.loads(args.memory_worker), _size(args.lr))
-        return 0
-    hr_h, hr_w = _size(args.hr)
-    lr_hw = (hr_h // args.scale, hr_w // args.scale)
-    device = torch.device(args.device)
-    report = {'hr': f'{lr_hw[1] * args.scale}x{lr_hw[0] * args.scale}', 'lr': f'{lr_hw[1]}x{lr_hw[0]}',
-              'scale': args.scale, 'device': str(device), 'threads': torch.get_num_threads(), 'models': {}}
-    for name in args.models:
-        network_opt = network_options(name, args.scale)
-        figures = profile(network_opt, lr_hw, args.runs, device)
-        if device.type == 'cpu':
-            figures['peak_mem_MB'] = cpu_peak_memory(network_opt, lr_hw)
-        report['models'][name] = figures
-        if args.compile:
-            compiled = profile_compiled(network_opt, lr_hw, args.runs, device)
-            if compiled is not None:
-                report.setdefault('compiled', {})[name] = compiled
-    print(f"HR {report['hr']} (LR {report['lr']}, x{args.scale}) on {device}, {report['threads']} threads, "
-          f'median of {args.runs} runs')
-    print(f"{'model':<18} {'params (M)':>10} {'GFLOPs':>8} {'latency (s)':>12} {'peak mem (MB)':>14}")
-    for name, f in report['models'].items():
-        print(f"{name:<18} {f['params_M']:>10.3f} {f['gflops']:>8.1f} {f['latency_s']:>12.3f} {f['peak_mem_MB']:>14.0f}")
-    for name, f in report.get('compiled', {}).items():
-        eager = report['models'][name]
-        print(f"{name + ' (compiled)':<18} {eager['params_M']:>10.3f} {eager['gflops']:>8.1f} {f['latency_s']:>12.3f} "
-              f"{'-':>14}  (compiling: {f['compile_s']:.0f} s)")
-    if 'CSPSR' in report['models'] and 'EDSR' in report['models']:
-        edsr = report['models']['EDSR']['latency_s']
-        ratios = [f"eager {report['models']['CSPSR']['latency_s'] / edsr:.2f}"]
-        if 'CSPSR' in report.get('compiled', {}):
-            ratios.append(f"compiled {report['compiled']['CSPSR']['latency_s'] / edsr:.2f}")
-        print(f"CSPSR / eager EDSR latency: {', '.join(ratios)}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + '\n')
+    run_profile(args.models, args.hr, args.scale, args.runs, args.device, args.compile, args.json)
     return 0
 
 

@@ -49,7 +49,7 @@ def train(opt_file: Path, compile_net: bool = False) -> float:
         opt_file: Training options.
         compile_net: Train through ``torch.compile`` (``train: compile: true``).
     """
-    from cspsr_arch.cli import run
+    from cspsr_arch.engine.pipeline import run
     start = time.time()
     run('train', ['-opt', str(opt_file), '--auto_resume'] + (['--force_yml', 'train:compile=true'] if compile_net else []))
     return time.time() - start
@@ -116,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     start = time.time()
     import cspsr_arch  # noqa: F401  (registration)
-    from cspsr_arch.options import load_options
+    from cspsr_arch.engine.options import load_options
     opts = [load_options(f) for f in args.opt]
     data_dir, out_dir = Path(args.data), Path(args.out)
     ensure_data(data_dir, opts[0]['scale'], args.seed)

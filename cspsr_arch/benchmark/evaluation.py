@@ -168,7 +168,7 @@ def build_trained(opt: dict, checkpoint: Path):
     import torch
     from basicsr.models import build_model
 
-    from cspsr_arch.options import check_options
+    from cspsr_arch.engine.options import check_options
     opt = {k: v for k, v in opt.items() if k not in ('train', 'datasets', 'logger', 'val')}
     opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=torch.cuda.device_count(), datasets={},
                path={'pretrain_network_g': str(checkpoint), 'strict_load_g': True, 'param_key_g': 'params'})
@@ -208,7 +208,7 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
         return None if cached.get('unavailable') else cached
     model = build_trained(run.opt, checkpoint) if run else None
     if model is not None and compiled:
-        from cspsr_arch.compile import compile_network
+        from cspsr_arch.engine.compile import compile_network
         model.net_g = compile_network(model.net_g, model.device, log=lambda msg: print(f'[benchmark] {msg}'))
     loader = tqdm(test_loader(split, scale, degradation), desc=f'eval {tag}', unit='img', leave=False,
                   dynamic_ncols=True)

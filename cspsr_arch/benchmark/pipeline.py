@@ -19,7 +19,7 @@ benchmark resumes where it stopped):
    (PSNR/SSIM, RGB and Y, border = scale; ``cspsr_arch.benchmark.results``): means over seeds, paired per-image
    differences, NIR-zeroed and NIR-swapped rows; outputs in ``<out>/<name>/images``.
 4. **Cost** of each network as trained: parameters, GFLOPs on a 582x429 HR frame, CPU (and GPU) latency,
-   peak memory (``tools/profile_model.py``); training iterations per second of CSPSR and EDSR at the preset's
+   peak memory (:mod:`cspsr_arch.benchmark.profile`); training iterations per second of CSPSR and EDSR at the preset's
    batch and patch size (``cspsr_arch.benchmark.throughput``), eager, and compiled with ``--compile``
    (which also evaluates through ``torch.compile``).
 5. **Report**: ``<out>/<name>/report.md`` and ``report.json`` (Table 1 per protocol, Table 4 analogs, cost,
@@ -37,6 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Dict, List, Optional, Sequence
 
+from cspsr_arch.engine.options import plain
 from cspsr_arch.errors import CSPSRInputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ HIDDEN_KEYS = ('type', 'upscale', 'num_in_ch', 'num_out_ch', 'num_nir_ch', 'rgb_
 
 
 def load_tool(name: str) -> ModuleType:
-    """Import ``tools/<name>.py`` once (the semi-synthetic generator and the profiler still live there)."""
+    """Import ``tools/<name>.py`` once (the semi-synthetic generator still lives there)."""
     module_name = f'cspsr_tool_{name}'
     if module_name not in sys.modules:
         spec = importlib.util.spec_from_file_location(module_name, ROOT / 'tools' / f'{name}.py')
@@ -67,12 +68,6 @@ def load_tool(name: str) -> ModuleType:
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
     return sys.modules[module_name]
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _generate(folder: Path, settings: dict, make) -> dict:
@@ -83,7 +78,7 @@ def _generate(folder: Path, settings: dict, make) -> dict:
         if record['settings'] == settings:
             return record
     keys, infos = make()
-    record = {'settings': settings, 'keys': keys, 'infos': _plain(infos)}
+    record = {'settings': settings, 'keys': keys, 'infos': plain(infos)}
     stamp.write_text(json.dumps(record, indent=1))
     return record
 
@@ -93,7 +88,7 @@ def _semisynthetic(data_root: Path, name: str, source: Path, settings: dict, sca
     semi = dict(settings)
     policy = semi.pop('misaligned', policy)
     folder = data_root / name
-    stamp = _plain({'input': str(source.resolve()), 'scales': scales, 'seed': 0, 'misaligned': policy, **semi})
+    stamp = plain({'input': str(source.resolve()), 'scales': scales, 'seed': 0, 'misaligned': policy, **semi})
     print(f'[benchmark] data: semi-synthetic set from {source} in {folder}', flush=True)
     record = _generate(folder, stamp, lambda: load_tool('make_semisynthetic_rgbnir').build_dataset(
         source, folder, scales, 0, misaligned=policy, overwrite=True, **semi))
@@ -123,7 +118,7 @@ def prepare_data(data_root: Path, preset, real: Optional[Path], country: Optiona
     scales = list(preset.scales)
     syn, out = dict(preset.synthetic), {}
     folder = data_root / 'synthetic'
-    settings = _plain({'scales': scales, 'seed': 0, **syn})
+    settings = plain({'scales': scales, 'seed': 0, **syn})
     print(f'[benchmark] data: synthetic cross-view set in {folder}', flush=True)
     record = _generate(folder, settings, lambda: build_synthetic(
         folder, scales, 0, overwrite=True, **syn))
@@ -201,18 +196,20 @@ def combine_train_splits(data: Dict[str, dict], out: Path, scales: Sequence[int]
     return out
 
 
-def _cost(profile_model: ModuleType, net: dict, scale: int, runs: int, cache: Path, what: str) -> dict:
+def _cost(net: dict, scale: int, runs: int, cache: Path, what: str) -> dict:
     """Cost figures of one network on the benchmark frame (cached in ``cache`` for these options)."""
     import torch
+
+    from cspsr_arch.benchmark.profile import cpu_peak_memory, profile
     if cache.is_file() and json.loads(cache.read_text())['network_g'] == net:
         return json.loads(cache.read_text())['figures']
     print(f'[benchmark] cost of {what}', flush=True)
     lr_hw = (FRAME[0] // scale, FRAME[1] // scale)
-    cpu = profile_model.profile(net, lr_hw, runs, torch.device('cpu'))
+    cpu = profile(net, lr_hw, runs, torch.device('cpu'))
     figures = {'params_M': cpu['params_M'], 'gflops': cpu['gflops'], 'latency_cpu_s': cpu['latency_s'],
-               'peak_mem_MB': profile_model.cpu_peak_memory(net, lr_hw)}
+               'peak_mem_MB': cpu_peak_memory(net, lr_hw)}
     if torch.cuda.is_available():
-        gpu = profile_model.profile(net, lr_hw, runs, torch.device('cuda'))
+        gpu = profile(net, lr_hw, runs, torch.device('cuda'))
         figures.update(latency_gpu_s=gpu['latency_s'], peak_mem_gpu_MB=gpu['peak_mem_MB'])
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({'network_g': net, 'figures': figures}))
@@ -222,19 +219,20 @@ def _cost(profile_model: ModuleType, net: dict, scale: int, runs: int, cache: Pa
 def profile_networks(plan, preset, out_dir: Path) -> dict:
     """Cost of every network of the main table at each scale, cached per network in ``<out>/profile``."""
     import torch
-    profile_model = load_tool('profile_model')
+
+    from cspsr_arch.benchmark.profile import MODELS, network_options
     scales = {}
     table = next(iter(plan.table.values()))  # the networks are the same under every protocol and seed
     for scale, rows in table.items():
         by_row = scales.setdefault(f'x{scale}', {})
         for row, runs in rows.items():
-            by_row[row] = _cost(profile_model, _plain(runs[0].opt['network_g']), scale, preset.profile_runs,
+            by_row[row] = _cost(plain(runs[0].opt['network_g']), scale, preset.profile_runs,
                                 out_dir / 'profile' / f'{row}_x{scale}.json', f'{row} at x{scale}')
     paper = {}
     if preset.paper_cost:
-        for row in [r for r in table[max(table)] if r in profile_model.MODELS]:
-            net = profile_model.network_options(row, 4)
-            paper[row] = _cost(profile_model, net, 4, 2, out_dir / 'profile' / f'paper_{row}_x4.json', f'paper-size {row}')
+        for row in [r for r in table[max(table)] if r in MODELS]:
+            net = network_options(row, 4)
+            paper[row] = _cost(net, 4, 2, out_dir / 'profile' / f'paper_{row}_x4.json', f'paper-size {row}')
     return {'frame': f'{FRAME[1] // 4 * 4}x{FRAME[0] // 4 * 4} (x4; {FRAME[1]}x{FRAME[0]} cropped to the scale)',
             'cpu_threads': torch.get_num_threads(), 'runs': preset.profile_runs,
             'memory': 'CPU: peak resident-set growth of one forward pass in a fresh process'
@@ -254,13 +252,13 @@ def measure_throughput(plan, compiled: bool, out_dir: Path) -> dict:
             continue
         for mode in ('eager', 'compiled') if compiled else ('eager', ):
             cache = out_dir / 'profile' / f'throughput_{row}_x{scale}_{mode}.json'
-            if cache.is_file() and json.loads(cache.read_text())['options'] == _plain(runs[0].opt):
+            if cache.is_file() and json.loads(cache.read_text())['options'] == plain(runs[0].opt):
                 figures = json.loads(cache.read_text())['figures']
             else:
                 print(f'[benchmark] training throughput of {row} ({mode})', flush=True)
                 figures = training_throughput(runs[0].opt, compiled=mode == 'compiled')
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                cache.write_text(json.dumps({'options': _plain(runs[0].opt), 'figures': figures}))
+                cache.write_text(json.dumps({'options': plain(runs[0].opt), 'figures': figures}))
             rows.setdefault(row, {})[mode] = figures
     return {'scale': f'x{scale}', 'rows': rows}
 
@@ -269,7 +267,7 @@ def _budget(preset, sample: dict) -> dict:
     train, loader = sample['train'], sample['datasets']['train']
     return {'iters': train['total_iter'], 'batch': loader['batch_size_per_gpu'], 'gt_size': loader['gt_size'],
             'lr': train['optim_g']['lr'], 'pixel_loss': train['pixel_opt']['type'],
-            'schedule': 'cosine decay to 1e-6' if preset.cosine else str(_plain(train['scheduler'])),
+            'schedule': 'cosine decay to 1e-6' if preset.cosine else str(plain(train['scheduler'])),
             'stereo_iters': preset.stereo_iters or 'option file', 'stereo_batch': preset.stereo_batch or 'option file',
             'stereo_gt_size': preset.stereo_gt_size or 'option file'}
 
@@ -323,17 +321,17 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
         'machine': {'cpus': os.cpu_count(), 'torch': torch.__version__, 'torch_threads': torch.get_num_threads(),
                     **({'gpu': torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {})},
         'budget': _budget(preset, next(iter(first.values()))[0].opt),
-        'protocols': list(plan.table), 'seeds': seeds, 'camera': _plain(preset.camera),
+        'protocols': list(plan.table), 'seeds': seeds, 'camera': plain(preset.camera),
         'train_images': len((train_dir / 'meta_info.txt').read_text().splitlines()),
         'validation': {'images': len((val_dir / 'meta_info.txt').read_text().splitlines()) if val_dir else 0,
-                       'scenes': _plain(val_scenes), 'every': preset.val_every,
+                       'scenes': plain(val_scenes), 'every': preset.val_every,
                        'figure': 'figures/learning_curves.png', 'curves': curves},
         'datasets': {k: {'description': v['description'], 'train_images': len(v['keys'].get('train', [])),
                          'test_images': len(v['keys'].get('test', [])), 'test_keys': v['keys'].get('test', [])}
                      for k, v in data.items()},
-        'models': {row: {'model_type': runs[0].opt['model_type'], 'network_g': _plain(runs[0].opt['network_g']),
+        'models': {row: {'model_type': runs[0].opt['model_type'], 'network_g': plain(runs[0].opt['network_g']),
                          'description': DESCRIPTIONS.get(row, '') + ' Here: ' + ', '.join(
-                             f'{k} {v}' for k, v in _plain(runs[0].opt['network_g']).items() if k not in HIDDEN_KEYS)
+                             f'{k} {v}' for k, v in plain(runs[0].opt['network_g']).items() if k not in HIDDEN_KEYS)
                          + '.'} for row, runs in first.items()},
         'results': results, 'stereo': stereo, 'ablation': ablation,
         'profile': profile_networks(plan, preset, root),

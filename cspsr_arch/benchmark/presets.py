@@ -7,7 +7,7 @@ option files (``options/train_<model>_x<s>.yml``); a preset may shrink them (``n
 budget, the same way for every scale.
 
 * ``quick``: tiny data (96- and 128-pixel images), networks of 10-60 k parameters, 1600 iterations; about
-  2.5 minutes on a CPU with one thread (used by ``tests/test_benchmark.py``). Its HAT uses
+  2.5 minutes on a CPU with one thread (used by ``tests/test_benchmark/test_benchmark_pipeline.py``). Its HAT uses
   ``img_range: 255`` (as BasicSR's EDSR and RCAN do): with HAT's own 1 the tiny HAT did not get past
   bicubic interpolation within this budget. Its CSPSR keeps the paper's BatchNorm: with
   ``norm: instance`` (statistics of the 32-pixel training patches, then of whole 96-pixel test images) it

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from cspsr_arch.benchmark.presets import Preset
-from cspsr_arch.options import check_keys, load_options, merge_options, signature_keys
+from cspsr_arch.engine.options import check_keys, load_options, merge_options, signature_keys
 
 ABLATION_LABELS = {
     'baseline_x4': 'Baseline (VIS only)', 'w_nir_x4': 'w/ NIR (concatenated)', 'w_cvm_x4': 'w/ CVM (concatenated)',

@@ -44,7 +44,7 @@ def training_throughput(opt: dict, iters: int = 24, warmup: int = 3, compiled: b
     """
     from basicsr.models import build_model
 
-    from cspsr_arch.compile import compile_network
+    from cspsr_arch.engine.compile import compile_network
     opt = copy.deepcopy(opt)
     opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=0, path={})  # no pretrained weights needed
     opt['train'].pop('compile', None)

@@ -1,7 +1,7 @@
 """Training one benchmark run with ``basicsr train`` in this process, with a progress bar, its wall time,
 and resumption.
 
-The options go to ``<root>/options/<name>.yml`` and :func:`cspsr_arch.cli.run` runs BasicSR's own
+The options go to ``<root>/options/<name>.yml`` and :func:`cspsr_arch.engine.pipeline.run` runs BasicSR's own
 ``train_pipeline`` on them with ``--auto_resume`` (experiments under ``<root>/experiments``). BasicSR's
 ``basicsr`` logger is set up here before each run, writing to ``<root>/logs/<name>.log`` and feeding the
 progress bar instead of the console (BasicSR sets it up only once per process). A finished run leaves
@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 
 from cspsr_arch.benchmark.runs import Run
+from cspsr_arch.engine.options import plain
 from cspsr_arch.errors import CSPSRInputError
 
 ITER_RE = re.compile(r'(?:\[epoch:\s*\d+, iter:|Resuming training from epoch: \d+, iter:)\s*([\d,]+)')
@@ -68,17 +69,11 @@ def setup_logger(log_file: Path, bar=None) -> logging.Logger:
     return logger
 
 
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
-
-
 def write_options(run: Run, root: Path) -> Path:
     """Write the run's complete options to ``<root>/options/<name>.yml``; return the path."""
     path = root / 'options' / f'{run.name}.yml'
     path.parent.mkdir(parents=True, exist_ok=True)
-    opt = _plain(run.opt)
+    opt = plain(run.opt)
     if 'path' in opt:  # checkpoints of other runs are relative to the benchmark folder
         opt['path'] = {k: (str(root / v) if k == 'pretrain_network_disp' and v else v) for k, v in opt['path'].items()}
     path.write_text(f'# {run.model} at x{run.scale}, written by tools/benchmark.py\n'
@@ -98,7 +93,7 @@ def done_record(run: Run, root: Path, data: str = '') -> Optional[dict]:
     if not record_file.is_file():
         return None
     record = json.loads(record_file.read_text())
-    if record['options'] != _plain(run.opt) or record.get('data', '') != data:
+    if record['options'] != plain(run.opt) or record.get('data', '') != data:
         raise CSPSRInputError(f'{record_file.parent} was trained with other options than this benchmark asks for '
                               f'(preset, option files or data changed); delete that folder to retrain it, or pass '
                               f'another --name.')
@@ -209,12 +204,12 @@ def train_all(runs: Sequence[Run], root: Path, data: str = '', poll_s: float = 3
 def _train(run: Run, root: Path, data: str, position: int) -> dict:
     from tqdm import tqdm
 
-    from cspsr_arch.cli import run as basicsr_run
+    from cspsr_arch.engine.pipeline import run as basicsr_run
     exp = root / 'experiments' / run.name
     partial_file = root / 'logs' / f'{run.name}.time.json'
     partial_file.parent.mkdir(parents=True, exist_ok=True)
     partial = json.loads(partial_file.read_text()) if partial_file.is_file() and exp.is_dir() else {'wall_s': 0.0}
-    if (partial.get('options', _plain(run.opt)), partial.get('data', data)) != (_plain(run.opt), data):
+    if (partial.get('options', plain(run.opt)), partial.get('data', data)) != (plain(run.opt), data):
         raise CSPSRInputError(f'{exp} holds an interrupted run with other options or data than this benchmark asks '
                               'for; delete it (and its logs/ files) to start again, or pass another --name.')
     opt_file = write_options(run, root)
@@ -226,12 +221,12 @@ def _train(run: Run, root: Path, data: str, position: int) -> dict:
         try:
             basicsr_run('train', ['-opt', str(opt_file), '--auto_resume'], root_path=str(root))
         finally:
-            partial = {'wall_s': partial['wall_s'] + time.perf_counter() - start, 'options': _plain(run.opt),
+            partial = {'wall_s': partial['wall_s'] + time.perf_counter() - start, 'options': plain(run.opt),
                        'data': data}
             partial_file.write_text(json.dumps(partial))
         bar.n = iters
         bar.refresh()
     setup_logger(root / 'logs' / 'benchmark.log')  # detach the closed bar
-    record = {'name': run.name, 'iters': iters, 'wall_s': partial['wall_s'], 'options': _plain(run.opt), 'data': data}
+    record = {'name': run.name, 'iters': iters, 'wall_s': partial['wall_s'], 'options': plain(run.opt), 'data': data}
     (exp / 'benchmark.json').write_text(json.dumps(record, indent=1))
     return record

@@ -15,7 +15,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from cspsr_arch.archs.cross_spectral_stereo_arch import StereoOutput
-from cspsr_arch.checkpoint import AtomicCheckpointMixin, check_finite_loss
+from cspsr_arch.engine.checkpoint import AtomicCheckpointMixin, check_finite_loss
 from cspsr_arch.data.image_io import encode_disparity
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.models.stereo_utils import check_flip_geometry
@@ -37,7 +37,7 @@ class CrossSpectralStereoModel(AtomicCheckpointMixin, SRModel):
 
     Reused from ``SRModel``/``BaseModel``: network building and loading, EMA, optimizers, schedulers,
     resuming, distributed validation and the metric logging; checkpoints are written atomically and a
-    NaN/inf loss stops training (:mod:`cspsr_arch.checkpoint`).
+    NaN/inf loss stops training (:mod:`cspsr_arch.engine.checkpoint`).
     """
 
     def init_training_settings(self) -> None:

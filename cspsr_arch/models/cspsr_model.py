@@ -8,7 +8,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 
 from cspsr_arch.archs.cspsr_arch import CSPSROutput
-from cspsr_arch.checkpoint import AtomicCheckpointMixin, check_finite_loss
+from cspsr_arch.engine.checkpoint import AtomicCheckpointMixin, check_finite_loss
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.models.stereo_utils import check_flip_geometry, freeze, load_stereo_weights
 
@@ -21,7 +21,7 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
 
     Everything else (optimizers, schedulers, EMA, ``nondist_validation`` with PSNR/SSIM, image saving,
     tensorboard) is BasicSR's ``SRModel``; checkpoints are written atomically and a NaN/inf loss stops
-    training (:mod:`cspsr_arch.checkpoint`). ``self.output`` is I_SR, so BasicSR's
+    training (:mod:`cspsr_arch.engine.checkpoint`). ``self.output`` is I_SR, so BasicSR's
     validation measures the VIS result; ``self.output_nir`` keeps NIR_SR.
 
     Options read on top of SRModel's:
@@ -32,7 +32,7 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
       stereo part of ``pretrain_network_g``;
     * ``train.freeze_disp``: keep the learned CVM fixed (default: fine-tune it through L_CSSC and the
       SR loss);
-    * ``train.compile``: run the training steps through ``torch.compile`` (:mod:`cspsr_arch.compile`;
+    * ``train.compile``: run the training steps through ``torch.compile`` (:mod:`cspsr_arch.engine.compile`;
       static shapes, the fixed patch size). Validation and checkpoints use ``net_g`` itself, so the
       saved weights have the usual names. Eager mode, with a warning, where no compiler is installed.
 
@@ -83,7 +83,7 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
         if train_opt.get('compile'):
             from basicsr.utils import get_root_logger
 
-            from cspsr_arch.compile import compile_network
+            from cspsr_arch.engine.compile import compile_network
             self.train_net = compile_network(self.net_g, self.device, dynamic_size=False,
                                              log=get_root_logger().warning)
         if hasattr(self, 'net_g_ema') and self.opt['path'].get('pretrain_network_g') and not resuming:

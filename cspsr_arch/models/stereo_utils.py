@@ -1,9 +1,9 @@
 """Helpers shared by CSPSRModel and CrossSpectralStereoModel: loading and checking the stereo network."""
 from typing import Mapping, Optional
 
-import torch
 from torch import nn
 
+from cspsr_arch.engine.checkpoint import read_state_dict
 from cspsr_arch.errors import CSPSRInputError
 
 
@@ -11,31 +11,22 @@ def load_stereo_weights(net: nn.Module, path: str, param_key: Optional[str] = 'p
     """Load a ``CrossSpectralStereoNet`` checkpoint into ``net``.
 
     Accepts what ``CrossSpectralStereoModel`` saves (``{'params': state}``) and full CSPSR checkpoints
-    (whose stereo weights are under ``cvm_net.``), with or without DataParallel's ``module.`` prefix.
+    (whose stereo weights are under ``cvm_net.``), read by :func:`cspsr_arch.engine.checkpoint.read_state_dict`
+    (wrapper prefixes such as DataParallel's ``module.`` are dropped there).
 
     Args:
         net (nn.Module): The stereo network to fill.
         path (str): Checkpoint file (``.pth``).
         param_key (str | None): Key of the state dict in the file (``params`` or ``params_ema``);
-            ``params_ema`` falls back to ``params``; None: the file is the state dict. Default: ``'params'``.
+            ``params_ema`` falls back to ``params``; None: ``params_ema`` or ``params`` when the file has
+            them, else the file is the state dict. Default: ``'params'``.
         strict (bool): Require exactly the network's keys. Default: True.
     """
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except FileNotFoundError:
-        raise CSPSRInputError(f'Disparity network checkpoint not found: {path} (path:pretrain_network_disp). '
-                              'Train one with `basicsr train -opt options/train_disparity_x4.yml` and point the '
-                              'option at experiments/<name>/models/net_g_latest.pth.') from None
-    except Exception as err:
-        raise CSPSRInputError(f'Cannot read the disparity network checkpoint {path}: {err}') from None
-    if param_key is not None and isinstance(state, Mapping):
-        if param_key not in state and param_key == 'params_ema' and 'params' in state:
-            param_key = 'params'
-        if param_key not in state:
-            raise CSPSRInputError(f"{path} has no '{param_key}' entry (it has {sorted(state)[:5]}); set "
-                                  'path:param_key_disp to one of them.')
-        state = state[param_key]
-    state = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
+    state, _ = read_state_dict(path, param_key, ema_falls_back=True, what='Disparity network checkpoint',
+                               hint='Set path:pretrain_network_disp (and path:param_key_disp) to the checkpoint of '
+                                    'a disparity network: train one with `basicsr train -opt '
+                                    'options/train_disparity_x4.yml` and point the option at '
+                                    'experiments/<name>/models/net_g_latest.pth.')
     if any(k.startswith('cvm_net.') for k in state):
         state = {k[len('cvm_net.'):]: v for k, v in state.items() if k.startswith('cvm_net.')}
     own = net.state_dict()

@@ -11,7 +11,7 @@ import torch
 from test_cli_train import ENV, _train_options
 from toy_data import make_toy_split
 
-from cspsr_arch.distributed import choose_backend, slurm_environment
+from cspsr_arch.engine.distributed import choose_backend, slurm_environment
 from cspsr_arch.errors import CSPSRInputError
 
 BIN = Path(sys.executable).parent

@@ -11,7 +11,7 @@ with defaults. :func:`check_options` runs on the parsed options before anything 
 Constructor arguments of archs, losses, optimizers and schedulers are read from their signatures.
 
 Keys of cspsr's own beyond BasicSR's are checked here too, e.g. ``train: compile: true`` (``CSPSRModel``
-only): the training steps run through ``torch.compile`` (see :mod:`cspsr_arch.compile`).
+only): the training steps run through ``torch.compile`` (see :mod:`cspsr_arch.engine.compile`).
 """
 import difflib
 import inspect
@@ -80,6 +80,17 @@ def merge_options(base: Mapping, override: Mapping) -> dict:
             merged[key] = value
     return merged
 
+
+
+def plain(value):
+    """``value`` with every mapping a ``dict`` and every list or tuple a ``list``, recursively.
+
+    Options come from BasicSR's ``ordered_yaml`` loader as ``OrderedDict``s; ``yaml.safe_dump`` and JSON
+    write (and compare) only plain containers.
+    """
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 def load_options(path: str, _chain: Tuple[str, ...] = ()) -> dict:
     """Load an option YAML file, resolving its ``base`` files (see the module docstring).

@@ -1,11 +1,11 @@
-"""torch.compile of CSPSR (cspsr_arch/compile.py): same outputs as eager, one graph for all sizes, fallback."""
+"""torch.compile of CSPSR (cspsr_arch/engine/compile.py): same outputs as eager, one graph for all sizes, fallback."""
 import logging
 
 import torch
 
-import cspsr_arch.compile as compile_mod
+import cspsr_arch.engine.compile as compile_mod
 from cspsr_arch.archs.cspsr_arch import CSPSR
-from cspsr_arch.compile import DynamicSizeNetwork, compile_network
+from cspsr_arch.engine.compile import DynamicSizeNetwork, compile_network
 
 
 def test_compiled_tiny_cspsr_matches_eager_and_does_not_recompile_for_new_sizes(caplog):

@@ -1,4 +1,9 @@
-"""Safe checkpoints: atomic writes, and a guard that stops training on a non-finite loss.
+"""Checkpoints: the one reader of network files, atomic writes, and a guard against a non-finite loss.
+
+:func:`read_state_dict` is the one place that opens a network checkpoint (``basicsr infer``, the
+disparity network of ``pretrain_network_disp``, the tools): it picks the state dict under
+``params_ema`` / ``params``, drops the prefixes of wrappers (:func:`bare_key`) and says in one sentence
+what is wrong with a missing, truncated or foreign file. Saving writes the same bare keys.
 
 BasicSR writes ``net_g_<iter>.pth`` and ``<iter>.state`` with ``torch.save`` straight into place, so a
 process killed while writing (SIGKILL, out of memory, a full disk) leaves a truncated file that
@@ -12,7 +17,7 @@ import contextlib
 import os
 import tempfile
 import time
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -20,9 +25,14 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from torch import Tensor, nn
 
-from cspsr_arch.resume import latest_state
+from cspsr_arch.engine.resume import latest_state
+from cspsr_arch.errors import CSPSRInputError
 
 SAVE_RETRIES = 3
+PARAM_KEYS = ('params_ema', 'params')
+"""Keys under which BasicSR's models save state dicts, in the order :func:`read_state_dict` prefers them."""
+WRAPPER_PREFIXES = ('module.', '_orig_mod.')
+"""State-dict key prefixes of wrappers: (Distributed)DataParallel's ``module.``, ``torch.compile``'s ``_orig_mod.``."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -73,6 +83,63 @@ def atomic_torch_save(obj: Any, path: str) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def bare_key(key: str) -> str:
+    """A state-dict key without the prefixes of wrappers (:data:`WRAPPER_PREFIXES`)."""
+    for prefix in WRAPPER_PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+def bare_state_dict(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """``state`` with :func:`bare_key` keys, so that a checkpoint loads into the network itself."""
+    return {bare_key(k): v for k, v in state.items()}
+
+
+def read_state_dict(path: str, param_key: Optional[str] = None, ema_falls_back: bool = False,
+                    what: str = 'Checkpoint', hint: str = '') -> Tuple[Dict[str, Tensor], str]:
+    """The state dict in a network checkpoint file (keys bare of wrappers), and the key it was under.
+
+    Every error is a :class:`~cspsr_arch.errors.CSPSRInputError` in one sentence (the command line prints
+    it without a traceback): a missing file, a truncated one, a missing key, a file that holds no weights.
+
+    Args:
+        path (str): ``.pth`` file, as BasicSR's models save it (``{'params': ..., 'params_ema': ...}``)
+            or a bare state dict.
+        param_key (str | None): ``params`` or ``params_ema``; None: the first of :data:`PARAM_KEYS` the
+            file has (the EMA weights BasicSR validates with), else the file itself.
+        ema_falls_back (bool): Take ``params`` when ``param_key`` is ``params_ema`` and the file has no EMA
+            weights (a network trained without EMA). Default: False (the key must be there).
+        what (str): What the file is, for the message of a missing file. Default: ``'Checkpoint'``.
+        hint (str): How to get or point at the right file, appended to the messages. Default: none.
+
+    Returns:
+        tuple[dict, str]: The state dict and the key used (``''`` for a bare state dict).
+    """
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise CSPSRInputError(f'{what} not found: {path}. {hint}'.rstrip()) from None
+    except Exception as err:
+        raise CSPSRInputError(f'{path} is not a readable PyTorch checkpoint (corrupt or truncated file?): '
+                              f'{str(err).splitlines()[0][:200] if str(err) else type(err).__name__}') from None
+    if not isinstance(ckpt, Mapping):
+        raise CSPSRInputError(f'{path} holds a {type(ckpt).__name__}, not a state dict.')
+    if param_key is not None:
+        if param_key not in ckpt and ema_falls_back and param_key == 'params_ema' and 'params' in ckpt:
+            param_key = 'params'
+        if param_key not in ckpt:
+            raise CSPSRInputError(f"{path} has no '{param_key}' entry; it has {', '.join(map(str, ckpt))[:200]}. "
+                                  f'{hint}'.rstrip())
+        state, used = ckpt[param_key], param_key
+    else:
+        used = next((k for k in PARAM_KEYS if k in ckpt), '')
+        state = ckpt[used] if used else ckpt
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CSPSRInputError(f'{path} is not a network checkpoint (no params / params_ema state dict).')
+    return bare_state_dict(state), used
 
 
 def _save_with_retries(obj: Any, path: str, what: str) -> None:
@@ -158,8 +225,7 @@ class AtomicCheckpointMixin:
             raise ValueError(f'{len(nets)} networks but {len(keys)} param keys.')
         save_dict: Dict[str, Dict[str, Tensor]] = {}
         for net_, key in zip(nets, keys):
-            state = {(k[len('module.'):] if k.startswith('module.') else k): v.detach().cpu()
-                     for k, v in self.get_bare_model(net_).state_dict().items()}
+            state = {k: v.detach().cpu() for k, v in bare_state_dict(self.get_bare_model(net_).state_dict()).items()}
             bad = _non_finite(state)
             if bad:
                 raise TrainingDiverged(f'Not saving {net_label} ({key}) at iter {current_iter}: {len(bad)} weight '

@@ -7,9 +7,9 @@ import pytest
 from basicsr.utils.options import yaml_load
 
 from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.options import check_options, load_options
+from cspsr_arch.engine.options import check_options, load_options
 
-OPTIONS = Path(__file__).resolve().parents[1] / 'options'
+OPTIONS = Path(__file__).resolve().parents[2] / 'options'
 
 
 def _redirected(name: str, split) -> dict:

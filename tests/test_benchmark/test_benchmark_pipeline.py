@@ -16,7 +16,7 @@ from cspsr_arch.benchmark.runs import Run
 from cspsr_arch.benchmark.training import done_record
 from cspsr_arch.errors import CSPSRInputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = ['EDSR', 'ConcatNIR', 'CSPSR']  # a VIS-only, the concatenation and CSPSR: the rows the tables compare
 ITERS = 800
 METRICS = ('psnr', 'ssim', 'psnr_y', 'ssim_y')
@@ -175,7 +175,7 @@ def test_every_preset_plans_runs_the_strict_option_checker_accepts(preset_name, 
 
     from cspsr_arch.benchmark.presets import PRESETS, SR_MODELS
     from cspsr_arch.benchmark.runs import plan
-    from cspsr_arch.options import check_options, load_options
+    from cspsr_arch.engine.options import check_options, load_options
     make_toy_split(tmp_path / 'train', scales=(2, 4))
     preset = PRESETS[preset_name]
     make_toy_split(tmp_path / 'val', scales=(2, 4))

@@ -11,9 +11,9 @@ from basicsr.models import build_model
 from test_cli_train import ENV, _train_options
 
 from cspsr_arch.archs.cspsr_arch import CSPSR
-from cspsr_arch.checkpoint import AtomicCheckpointMixin, TrainingDiverged, atomic_torch_save
+from cspsr_arch.engine.checkpoint import AtomicCheckpointMixin, TrainingDiverged, atomic_torch_save
 from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.resume import load_resume_state
+from cspsr_arch.engine.resume import load_resume_state
 
 # Runs `basicsr` with test hooks: CSPSR_TEST_SLEEP seconds per iteration, MSELoss NaN from call CSPSR_TEST_NAN_AT on.
 HOOKED_CLI = '''
@@ -72,7 +72,7 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch
 def test_a_process_killed_while_saving_leaves_the_old_file(tmp_path):
     path = tmp_path / '8.state'
     atomic_torch_save({'iter': 4}, str(path))
-    code = ('import os, sys, torch\nfrom cspsr_arch.checkpoint import atomic_torch_save\n'
+    code = ('import os, sys, torch\nfrom cspsr_arch.engine.checkpoint import atomic_torch_save\n'
             'def dying_save(obj, f, *a, **k):\n    f.write(b"partial"); f.flush(); os.kill(os.getpid(), 9)\n'
             f'torch.save = dying_save\natomic_torch_save({{"iter": 8}}, {str(path)!r})\n')
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, timeout=300)
@@ -216,8 +216,8 @@ def test_resuming_keeps_the_fine_tuned_disparity_network(tmp_path):
 
 
 def test_a_checkpoint_that_cannot_be_written_stops_training(tmp_path, monkeypatch):
-    import cspsr_arch.checkpoint as checkpoint
-    from cspsr_arch.checkpoint import CheckpointSaveError
+    import cspsr_arch.engine.checkpoint as checkpoint
+    from cspsr_arch.engine.checkpoint import CheckpointSaveError
     monkeypatch.setattr(checkpoint.time, 'sleep', lambda s: None)
     attempts = []
 
@@ -238,7 +238,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_training(tmp_path, monkeypatc
 
 def test_the_command_exits_non_zero_when_a_checkpoint_cannot_be_written(monkeypatch, capsys):
     import cspsr_arch.cli as cli
-    from cspsr_arch.checkpoint import CheckpointSaveError
+    from cspsr_arch.engine.checkpoint import CheckpointSaveError
 
     def failing_run(command, args):
         raise CheckpointSaveError('Training stopped: cannot save the network x/net_g_4.pth (disk full)')

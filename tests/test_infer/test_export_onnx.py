@@ -1,15 +1,20 @@
-"""``tools/export_onnx.py``: a CSPSR with learned matching exported with dynamic sizes, checked with onnxruntime."""
+"""``tools/export_onnx.py`` (``cspsr_arch.infer.onnx``): a CSPSR with learned matching exported with dynamic sizes,
+checked with onnxruntime."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
 import yaml
-from conftest import load_tool
 
 from cspsr_arch.archs.cspsr_arch import CSPSR
+from cspsr_arch.infer.onnx import export_checked
 
+ROOT = Path(__file__).resolve().parents[2]
 NET = {'num_feat': 8, 'num_dmf': 2, 'upscale': 2, 'max_disp': 4}
 
 
@@ -24,9 +29,8 @@ def test_export_with_dynamic_size_matches_pytorch(tmp_path, capsys):
     torch.save({'params': net.state_dict()}, tmp_path / 'net_g.pth')
     opt = tmp_path / 'net.yml'
     opt.write_text(yaml.safe_dump({'network_g': {'type': 'CSPSR', **NET}}))
-    tool = load_tool('export_onnx')
-    rc = tool.main(['-opt', str(opt), '--model', str(tmp_path / 'net_g.pth'), '--out', str(tmp_path / 'm.onnx'),
-                    '--check-size', '29x45', '--json', str(tmp_path / 'f.json')])
+    rc = export_checked(str(opt), str(tmp_path / 'net_g.pth'), out=str(tmp_path / 'm.onnx'), check_size=(29, 45),
+                        json_path=str(tmp_path / 'f.json'))
     assert rc == 0, capsys.readouterr().err
     figures = json.loads((tmp_path / 'f.json').read_text())
     assert figures['opset'] == 18 and figures['check_size'] == [29, 45]
@@ -50,11 +54,13 @@ def test_export_with_dynamic_size_matches_pytorch(tmp_path, capsys):
     assert sr.shape == (1, 3, 34, 76) and np.abs(sr - ref).max() < 1e-4
 
 
-def test_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
+def test_bad_checkpoint_is_a_clear_error(tmp_path):
     torch.save({'params': CSPSR(**{**NET, 'upscale': 4}).state_dict()}, tmp_path / 'x4.pth')
     opt = tmp_path / 'net.yml'
     opt.write_text(yaml.safe_dump({'network_g': {'type': 'CSPSR', **NET}}))
-    assert load_tool('export_onnx').main(['-opt', str(opt), '--model', str(tmp_path / 'x4.pth')]) == 2
-    err = capsys.readouterr().err
+    out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'export_onnx.py'), '-opt', str(opt), '--model',
+                          str(tmp_path / 'x4.pth')], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2, out.stderr[-3000:]
+    err = out.stderr
     assert err.startswith('export_onnx: error: ') and 'x4' in err and 'does not fit network_g' in err
     assert not (tmp_path / 'x4.onnx').exists()

@@ -56,9 +56,9 @@ def _device(name: str) -> torch.device:
 
 def run_infer(args: argparse.Namespace) -> int:
     """Run ``basicsr infer`` with parsed arguments; returns the exit status (errors raise CSPSRInputError)."""
-    from cspsr_arch.infer_model import load_inference_model
-    from cspsr_arch.infer_pairs import discover_pairs, load_pair, output_paths, write_png
-    from cspsr_arch.inference import super_resolve
+    from cspsr_arch.infer.model import load_inference_model
+    from cspsr_arch.infer.pairs import discover_pairs, load_pair, output_paths, write_png
+    from cspsr_arch.infer.tiling import super_resolve
 
     if args.tile < 0 or args.tile_overlap < 0:
         raise CSPSRInputError('--tile and --tile-overlap must be >= 0.')
@@ -72,7 +72,7 @@ def run_infer(args: argparse.Namespace) -> int:
     if args.disp and net.cvm != 'given':
         raise CSPSRInputError(f'--disp is only read by cvm: given models; this one has cvm: {net.cvm}. Remove --disp.')
     if args.compile:
-        from cspsr_arch.compile import compile_network
+        from cspsr_arch.engine.compile import compile_network
         net = compile_network(net, device, log=lambda msg: print(f'basicsr infer: {msg}'))
     start = time.time()
     hide = True if args.quiet else None  # None: tqdm shows the bars on a terminal only

@@ -1,12 +1,19 @@
-"""tools/eval_disparity.py: learned vs zero vs given disparity on a split and on the Middlebury pair."""
+"""tools/eval_disparity.py (``cspsr_arch.benchmark.disparity``): learned vs zero vs given disparity on a split and on
+the Middlebury pair."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import load_tool
 
 from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
+from cspsr_arch.benchmark import disparity
+from cspsr_arch.benchmark.disparity import run_evaluation
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -20,19 +27,16 @@ def checkpoint(tmp_path):
 
 
 def test_errors_by_hand():
-    tool = load_tool('eval_disparity')
     gt = np.full((8, 8), 8.0)
     gt[0, 0] = np.nan
-    err = tool.disparity_errors(np.full((4, 4), 3.0), gt, scale=2, bad_threshold=0.5)
+    err = disparity.disparity_errors(np.full((4, 4), 3.0), gt, scale=2, bad_threshold=0.5)
     assert err['rmse'] == pytest.approx(1.0) and err['epe'] == pytest.approx(1.0) and err['bad'] == 100.0
 
 
 def test_report_on_a_split_and_middlebury(tmp_path, toy_split, checkpoint):
-    tool = load_tool('eval_disparity')
     split, _ = toy_split  # constant disparity 4 HR pixels = 1 LR pixel at x4
     out = tmp_path / 'report'
-    assert tool.main(['--model', str(checkpoint[0]), '-opt', str(checkpoint[1]), '--split', str(split), '--scale', '4',
-                      '--middlebury', '--out', str(out)]) == 0
+    assert run_evaluation(str(checkpoint[0]), str(checkpoint[1]), [str(split)], True, scale=4, out=str(out)) == 0
     data = json.loads((out / 'report.json').read_text())
     toy = data['sets'][str(split)]['mean']
     assert set(toy) == {'learned', 'zero', 'given'}
@@ -48,14 +52,14 @@ def test_report_on_a_split_and_middlebury(tmp_path, toy_split, checkpoint):
 
 
 def test_middlebury_sample_is_a_valid_lr_pair():
-    sample = load_tool('eval_disparity').middlebury_sample(4)
+    sample = disparity.middlebury_sample(4)
     assert sample['vis'].shape == (125, 185, 3) and sample['nir'].shape == (125, 185, 1)
     assert sample['gt'].shape == (500, 740) and np.isnan(sample['gt']).mean() > 0.01
     assert 1.5 < np.nanmedian(sample['gt']) / 4 < 15
     assert 0 <= sample['nir'].min() and sample['nir'].max() <= 1
 
 
-def test_a_missing_checkpoint_is_a_clear_error(tmp_path, toy_split, capsys):
-    tool = load_tool('eval_disparity')
-    assert tool.main(['--model', str(tmp_path / 'none.pth'), '--split', str(toy_split[0])]) == 2
-    assert 'not found' in capsys.readouterr().err
+def test_a_missing_checkpoint_is_a_clear_error(tmp_path, toy_split):
+    out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'eval_disparity.py'), '--model', str(tmp_path / 'none.pth'),
+                          '--split', str(toy_split[0])], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and 'eval_disparity: error: ' in out.stderr and 'not found' in out.stderr, out.stderr

@@ -5,7 +5,7 @@ import pytest
 import torch
 from basicsr.models import build_model
 
-from cspsr_arch.resume import load_resume_state
+from cspsr_arch.engine.resume import load_resume_state
 
 ITERS, STOP = 6, 3
 

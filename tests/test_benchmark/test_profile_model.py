@@ -1,11 +1,11 @@
-"""tools/profile_model.py: figures for CSPSR and EDSR on a small frame."""
+"""tools/profile_model.py (``cspsr_arch.benchmark.profile``): figures for CSPSR and EDSR on a small frame."""
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_profile_reports_finite_figures(tmp_path):
@@ -27,11 +27,10 @@ def test_profile_reports_finite_figures(tmp_path):
 
 
 def test_compile_rows_are_left_out_with_a_message_without_a_compiler(tmp_path, monkeypatch, capsys):
-    import cspsr_arch.compile as compile_mod
-    from conftest import load_tool
+    import cspsr_arch.engine.compile as compile_mod
+    from cspsr_arch.benchmark.profile import run_profile
     monkeypatch.setattr(compile_mod.shutil, 'which', lambda name: None)
-    profile_model = load_tool('profile_model')
-    assert profile_model.main(['--hr', '34x26', '--runs', '1', '--compile', '--json', str(tmp_path / 'p.json')]) == 0
+    run_profile(['CSPSR', 'EDSR'], '34x26', runs=1, also_compiled=True, json_path=str(tmp_path / 'p.json'))
     out = capsys.readouterr().out
     assert 'no C++ compiler found' in out and '(compiled)' not in out
     report = json.loads((tmp_path / 'p.json').read_text())

@@ -118,7 +118,8 @@ def test_misspelled_option_key_is_a_clear_error(tmp_path):
 
 
 def test_missing_dataroot_is_one_clear_error(tmp_path):
-    out = _basicsr(['train', '-opt', str(Path(__file__).parents[1] / 'options' / 'train_CSPSR_x4.yml')], tmp_path)
+    options = Path(__file__).resolve().parents[2] / 'options' / 'train_CSPSR_x4.yml'
+    out = _basicsr(['train', '-opt', str(options)], tmp_path)
     assert out.returncode == 2
     assert 'Data not found' in out.stderr and 'datasets/README.md' in out.stderr and 'Traceback' not in out.stderr
     assert not (tmp_path / 'experiments').exists()

@@ -12,7 +12,7 @@ import yaml
 
 from cspsr_arch.archs.cspsr_arch import CSPSR
 from cspsr_arch.cli import main
-from cspsr_arch.inference import disparity_margins, input_window, super_resolve, tile_boxes
+from cspsr_arch.infer.tiling import disparity_margins, input_window, super_resolve, tile_boxes
 
 SCALE = 2
 NET = {'num_feat': 8, 'num_dmf': 2, 'upscale': SCALE, 'max_disp': 4}
@@ -116,7 +116,7 @@ def test_nir_window_covers_the_disparity_range():
 @pytest.mark.parametrize('low, high', [(0.5, 4.5), (-3.5, -0.25), (-2.5, 3.25)])
 def test_the_nir_window_of_each_tile_is_the_crop_of_the_whole_warped_nir(low, high):
     """Inside a tile, the NIR the network warps to the VIS view equals the whole image's warped NIR there."""
-    from cspsr_arch.inference import iter_windows
+    from cspsr_arch.infer.tiling import iter_windows
     torch.manual_seed(0)
     net = CSPSR(num_feat=4, num_dmf=1, upscale=SCALE, cvm='given').eval()
     warped = []
@@ -173,7 +173,7 @@ def test_tiles_without_the_disparity_margin_are_worse(trained, monkeypatch):
     vis, nir = to_tensor(vis), to_tensor(nir)
     whole = super_resolve(net, vis, nir, bits=16).sr.astype(np.float64) / 65535
     with_margin = super_resolve(net, vis, nir, tile=16, overlap=2, bits=16).sr.astype(np.float64) / 65535
-    import cspsr_arch.inference as inference
+    import cspsr_arch.infer.tiling as inference
     monkeypatch.setattr(inference, 'disparity_margins', lambda net, disp: (0, 0))
     without = super_resolve(net, vis, nir, tile=16, overlap=2, bits=16).sr.astype(np.float64) / 65535
     err_with, err_without = np.abs(with_margin - whole).mean(), np.abs(without - whole).mean()

@@ -1,7 +1,7 @@
 """Build a trained CSPSR for inference from its options file and checkpoint, with clear errors.
 
 The options file is the one that trained (or tests) the model: its ``network_g`` is read with
-:func:`cspsr_arch.options.load_options` (``base`` files resolved) and checked like ``basicsr train``
+:func:`cspsr_arch.engine.options.load_options` (``base`` files resolved) and checked like ``basicsr train``
 checks it (unknown or misspelled keys are errors). The checkpoint is what BasicSR's ``SRModel`` saves
 (``{'params': state_dict, 'params_ema': state_dict}``) or a bare state dict. A checkpoint that does not
 fit the network (another architecture, scale or size) is reported in one sentence that says what the
@@ -10,17 +10,16 @@ checkpoint looks like, not as a list of state-dict keys.
 import math
 import re
 from collections.abc import Mapping
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor
 
 from cspsr_arch.archs.cspsr_arch import CSPSR
+from cspsr_arch.engine.checkpoint import read_state_dict
+from cspsr_arch.engine.options import check_options, load_options
 from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.options import check_options, load_options
-
-PARAM_KEYS = ('params_ema', 'params')
 
 
 def network_options(opt_path: str) -> dict:
@@ -42,48 +41,6 @@ def network_options(opt_path: str) -> dict:
                               'super-resolution models (a CrossSpectralStereoNet only predicts disparity).')
     del net_opt['type']
     return net_opt
-
-
-def read_checkpoint(model_path: str, param_key: Optional[str] = None) -> Tuple[Dict[str, Tensor], str]:
-    """The state dict in a checkpoint file, and the key it was under.
-
-    Args:
-        model_path (str): ``.pth`` file.
-        param_key (str | None): ``params`` or ``params_ema``; None: ``params_ema`` when the file has it
-            (the EMA weights BasicSR validates with), else ``params``, else the file itself.
-
-    Returns:
-        tuple[dict, str]: State dict (without DataParallel's ``module.`` or ``torch.compile``'s ``_orig_mod.``
-        prefix) and the key used.
-    """
-    try:
-        ckpt = torch.load(model_path, map_location='cpu', weights_only=True)
-    except FileNotFoundError:
-        raise CSPSRInputError(f'Checkpoint not found: {model_path}. Point --model (or path:pretrain_network_g) at '
-                              'experiments/<name>/models/net_g_<iter>.pth.') from None
-    except Exception as err:
-        raise CSPSRInputError(f'{model_path} is not a readable PyTorch checkpoint (corrupt or truncated file?): '
-                              f'{str(err).splitlines()[0][:200]}') from None
-    if not isinstance(ckpt, Mapping):
-        raise CSPSRInputError(f'{model_path} holds a {type(ckpt).__name__}, not a state dict.')
-    if param_key is not None:
-        if param_key not in ckpt:
-            raise CSPSRInputError(f"{model_path} has no '{param_key}' entry; it has {', '.join(map(str, ckpt))[:200]}.")
-        state, used = ckpt[param_key], param_key
-    else:
-        used = next((k for k in PARAM_KEYS if k in ckpt), '')
-        state = ckpt[used] if used else ckpt
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CSPSRInputError(f'{model_path} is not a network checkpoint (no params / params_ema state dict).')
-    return {_bare_key(k): v for k, v in state.items()}, used
-
-
-def _bare_key(key: str) -> str:
-    """A state-dict key without the prefixes of wrappers (``module.``, ``_orig_mod.`` of a compiled module)."""
-    for prefix in ('module.', '_orig_mod.'):
-        if key.startswith(prefix):
-            key = key[len(prefix):]
-    return key
 
 
 def _cspsr_summary(state: Mapping[str, Tensor]) -> Optional[str]:
@@ -138,7 +95,8 @@ def load_inference_model(opt_path: str, model_path: Optional[str] = None, param_
     Args:
         opt_path (str): Options file that built the model.
         model_path (str | None): Checkpoint; None: ``path:pretrain_network_g`` of the options.
-        param_key (str | None): See :func:`read_checkpoint`.
+        param_key (str | None): ``params`` or ``params_ema``; None: ``params_ema`` when the checkpoint has it
+            (see :func:`cspsr_arch.engine.checkpoint.read_state_dict`).
         scale (int | None): Scale the caller asks for; an error unless it is the network's.
         device (torch.device | None): Default: CPU.
 
@@ -154,7 +112,8 @@ def load_inference_model(opt_path: str, model_path: Optional[str] = None, param_
         net = ARCH_REGISTRY.get('CSPSR')(**net_opt)
     except (TypeError, ValueError) as err:
         raise CSPSRInputError(f'{opt_path}: network_g cannot be built: {err}') from None
-    state, _ = read_checkpoint(model_path, param_key)
+    state, _ = read_state_dict(model_path, param_key, hint='Point --model (or path:pretrain_network_g) at '
+                               'experiments/<name>/models/net_g_<iter>.pth.')
     check_fit(net, state, model_path, opt_path)
     if scale is not None and scale != net.upscale:
         raise CSPSRInputError(f'--scale {scale}, but {model_path} was trained for x{net.upscale} (network_g:upscale '
