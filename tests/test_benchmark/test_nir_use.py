@@ -153,7 +153,7 @@ def test_the_tool_prints_a_row_per_checkpoint_and_names_a_missing_run(tmp_path, 
     import subprocess
     import sys
     from pathlib import Path
-    tool = Path(__file__).resolve().parents[1] / 'tools' / 'nir_diagnostics.py'
+    tool = Path(__file__).resolve().parents[2] / 'tools' / 'nir_diagnostics.py'
     done = subprocess.run([sys.executable, str(tool), str(run), '--split', str(split), '--scale', '2', '--json',
                            str(tmp_path / 'd.json')], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -9,7 +9,7 @@ import pytest
 
 from cspsr_arch.benchmark import nir_realism
 
-TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'nir_statistics.py'
+TOOL = Path(__file__).resolve().parents[2] / 'tools' / 'nir_statistics.py'
 
 
 def _stripes(h: int, w: int, vertical: bool) -> np.ndarray:
