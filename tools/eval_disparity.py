@@ -93,8 +93,8 @@ def middlebury_sample(scale: int) -> Dict[str, np.ndarray]:
     from basicsr.utils.matlab_functions import imresize
     from skimage import data as skdata
 
-    from cspsr_arch.synthetic.scenes import fill_background
-    from cspsr_arch.synthetic.spectra import nir_response
+    from cspsr_arch.prep.synthetic.scenes import fill_background
+    from cspsr_arch.prep.synthetic.spectra import nir_response
     folder = Path(skdata.__file__).parent
     left = cv2.imread(str(folder / 'motorcycle_left.png'))[..., ::-1].astype(np.float32) / 255
     right = cv2.imread(str(folder / 'motorcycle_right.png'))[..., ::-1].astype(np.float32) / 255

@@ -3,7 +3,7 @@
 Steps (each one is skipped when an earlier run of the same benchmark finished it, so an interrupted
 benchmark resumes where it stopped):
 
-1. **Data** under ``<out>/<name>/data``: the synthetic cross-view set (``cspsr_arch.synthetic``), the
+1. **Data** under ``<out>/<name>/data``: the synthetic cross-view set (``cspsr_arch.prep.synthetic``), the
    semi-synthetic sets made from the real RGB-NIR pairs of ``--country`` (the EPFL country pairs, the main real
    test set) and ``--real`` (``tools/make_semisynthetic_rgbnir.py``; an absent folder leaves its set out, and
    the report says so). The preset's validation scenes are held out of the training splits.
@@ -118,7 +118,7 @@ def prepare_data(data_root: Path, preset, real: Optional[Path], country: Optiona
         real: Folder of the six real pairs (semi-synthetic set ``semisynthetic``), or None.
         country: Folder of the EPFL country pairs (semi-synthetic set ``country``), or None.
     """
-    from cspsr_arch.synthetic.build import build_dataset as build_synthetic
+    from cspsr_arch.prep.synthetic.build import build_dataset as build_synthetic
     data_root.mkdir(parents=True, exist_ok=True)
     scales = list(preset.scales)
     syn, out = dict(preset.synthetic), {}
@@ -128,7 +128,7 @@ def prepare_data(data_root: Path, preset, real: Optional[Path], country: Optiona
     record = _generate(folder, settings, lambda: build_synthetic(
         folder, scales, 0, overwrite=True, **syn))
     out['synthetic'] = {'dir': folder, 'keys': record['keys'], 'settings': settings, 'description': (
-        f"the embedded synthetic cross-view set (cspsr_arch.synthetic, longest side {syn.get('max_size', 480)} "
+        f"the embedded synthetic cross-view set (cspsr_arch.prep.synthetic, longest side {syn.get('max_size', 480)} "
         f"px, {syn.get('variants', 2)} variant(s) per training scene, {syn.get('test_variants', 1)} per test scene; "
         'VIS camera effects, rendered NIR, dense ground-truth disparity).')}
     for name, source, settings, policy in (('country', country, preset.country, 'keep'),

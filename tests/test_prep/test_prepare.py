@@ -16,7 +16,7 @@ import pytest
 from basicsr.utils.matlab_functions import imresize
 from conftest import SHARED_REAL, load_tool
 
-from cspsr_arch.data.layouts import STEREO_SPLITS, parse_keypoints, read_sparse_disparity
+from cspsr_arch.prep.sources import STEREO_SPLITS, parse_keypoints, read_sparse_disparity
 from cspsr_arch.options import load_options
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests of the synthetic generator (``cspsr_arch.synthetic.build``, ``tools/make_synthetic_rgbnir.py``): layout, LR = imresize(HR), determinism, stereo geometry,
+"""Tests of the synthetic generator (``cspsr_arch.prep.synthetic.build``, ``tools/make_synthetic_rgbnir.py``): layout, LR = imresize(HR), determinism, stereo geometry,
 NIR spectral response, disparity encoding and the command line."""
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ STREAMS = ('VIS', 'NIR', 'DISP_L', 'DISP_R')
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
     """The generator's library module (its command line is ``tools/make_synthetic_rgbnir.py``)."""
-    from cspsr_arch.synthetic import build
+    from cspsr_arch.prep.synthetic import build
     return build
 
 
