@@ -1,4 +1,8 @@
-"""Shared pytest set-up: import cspsr_arch once (registration) and expose the toy-data helpers."""
+"""Shared pytest set-up: import cspsr_arch once (registration) and expose the toy-data helpers.
+
+``tests/`` is on ``sys.path`` through the ``pythonpath`` option of pytest.ini, so test modules in
+sub-folders import ``toy_data`` and ``conftest`` by name.
+"""
 import importlib.util
 import sys
 from pathlib import Path
@@ -8,7 +12,6 @@ import pytest
 import cspsr_arch  # noqa: F401  (registers everything once for the whole session)
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHARED_REAL = ROOT.parent / 'shared' / 'data' / 'real_rgbnir'
 SHARED_COUNTRY = ROOT.parent / 'shared' / 'data' / 'nirscene_country'
 

@@ -14,12 +14,13 @@ import lmdb
 import numpy as np
 import pytest
 from basicsr.utils.matlab_functions import imresize
-from conftest import SHARED_REAL, load_tool
+from conftest import SHARED_REAL
 
+from cspsr_arch.prep import commands, split as split_layout
 from cspsr_arch.prep.sources import STEREO_SPLITS, parse_keypoints, read_sparse_disparity
 from cspsr_arch.options import load_options
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, 'CUDA_VISIBLE_DEVICES': ''}
 STEREO_SIZE = (53, 70)  # H, W: cropped to 52 x 68 for scales 2 and 4
 # Keypoints of the fake stereo test frames: 0-based column, row, disparity (pixels), class. The last two lie
@@ -31,7 +32,7 @@ POINTS = np.array([[10, 5, 3.5, 1], [67, 51, 12.25, 2], [0, 0, 0.5, 3], [40, 20,
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
     """Import the tool from its path (``tools/`` is not a package)."""
-    return load_tool('prepare_data')
+    return commands
 
 
 def _image(rng: np.random.Generator, height: int, width: int, channels: int) -> np.ndarray:
@@ -172,7 +173,7 @@ def assert_split(split: Path, sources: dict, scales=(2, 4)) -> None:
 
 
 def _run(tool: ModuleType, *args: str) -> int:
-    return tool.main([*args, '--n-proc', '1'])
+    return tool.prepare_data([*args, '--n-proc', '1'])
 
 
 def test_pairs_layout_crop_tiff_and_three_channel_nir(tool, tmp_path, capsys):
@@ -218,10 +219,10 @@ def test_interrupted_run_leaves_nothing_a_later_run_trusts(tool, tmp_path, monke
             raise KeyboardInterrupt
         real_replace(src, dst)
 
-    monkeypatch.setattr(tool.os, 'replace', interrupted_replace)
+    monkeypatch.setattr(split_layout.os, 'replace', interrupted_replace)
     with pytest.raises(KeyboardInterrupt):
         _run(tool, *args)
-    monkeypatch.setattr(tool.os, 'replace', real_replace)
+    monkeypatch.setattr(split_layout.os, 'replace', real_replace)
     split = tmp_path / 'out' / 'test'
     assert not [p for p in split.rglob('*') if '.tmp-' in p.name]
     assert [p.name for p in (split / '.prepare' / 'items').iterdir()] == ['a.json']  # b is not trusted
@@ -410,7 +411,7 @@ def test_bad_stereo_input_is_an_error(tool, tmp_path, capsys):
 @pytest.mark.skipif(not SHARED_REAL.is_dir(), reason=f'real RGB-NIR pairs not found at {SHARED_REAL} '
                     '(only in the project checkout)')
 def test_real_pairs_folder(tool, tmp_path):
-    assert tool.main(['pairs', '--root', str(SHARED_REAL), '--out', str(tmp_path / 'Real'), '--n-proc', '2']) == 0
+    assert tool.prepare_data(['pairs', '--root', str(SHARED_REAL), '--out', str(tmp_path / 'Real'), '--n-proc', '2']) == 0
     split = tmp_path / 'Real' / 'test'
     names = sorted(p.name[:-len('_rgb.png')] for p in SHARED_REAL.glob('*_rgb.png'))
     assert len(names) == 6
@@ -430,9 +431,9 @@ def test_real_pairs_folder(tool, tmp_path):
 def test_stereo_tree_to_lmdb_to_basicsr_train(tool, tmp_path):
     """Done means: fake RGB-NIR stereo download -> prepare_data -> create_lmdb -> basicsr train (x4 options)."""
     make_stereo(tmp_path / 'download')
-    assert tool.main(['rgbnir-stereo', '--root', str(tmp_path / 'download'), '--out',
+    assert tool.prepare_data(['rgbnir-stereo', '--root', str(tmp_path / 'download'), '--out',
                       str(tmp_path / 'datasets' / 'RGBNIRStereo'), '--scales', '2', '4', '--n-proc', '2']) == 0
-    assert load_tool('create_lmdb').main(['--input', str(tmp_path / 'datasets' / 'RGBNIRStereo' / 'train')]) == 0
+    assert commands.create_lmdb(['--input', str(tmp_path / 'datasets' / 'RGBNIRStereo' / 'train')]) == 0
     overrides = ['num_gpu=0', 'network_g:num_feat=8', 'network_g:num_dmf=1', 'network_g:max_disp=4',
                  'datasets:train:gt_size=32', 'datasets:train:batch_size_per_gpu=2',
                  'datasets:train:num_worker_per_gpu=0',
