@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 from conftest import SHARED_REAL
-from fake_sources import POINTS, _image, _save, _pair, make_pairs, _out_key, make_stereo, _read, _bicubic, assert_split, _run, _error
+from fake_sources import (POINTS, _image, _save, _pair, make_pairs, _out_key, make_stereo, _read, _bicubic,
+                          assert_split, _run, _error)
 
 from cspsr_arch.prep import commands
 from cspsr_arch.prep.sources import STEREO_SPLITS, read_sparse_disparity

@@ -12,7 +12,8 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from fake_sources import TEST_V, TRAIN_V, STEREO_SIZE, POINTS, _pair, _stereo_key, _out_key, make_stereo, _keypoint_file, FAKE_FRAMES, PAPER_TEST, make_stereo_frames, assert_split, _run, _error
+from fake_sources import (TEST_V, TRAIN_V, STEREO_SIZE, POINTS, _pair, _stereo_key, _out_key, make_stereo,
+                          _keypoint_file, FAKE_FRAMES, PAPER_TEST, make_stereo_frames, assert_split, _run, _error)
 
 from cspsr_arch.options import load_options
 from cspsr_arch.prep import commands
