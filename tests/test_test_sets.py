@@ -11,10 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import load_tool
 
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.options import check_options, load_options
+from cspsr_arch.prep.commands import prepare_data
 from cspsr_arch.test_sets import drop_absent_test_sets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,10 +59,8 @@ def _prepare_nirscene(tmp_path: Path) -> None:
         folder.mkdir(parents=True)
         assert cv2.imwrite(str(folder / '0001_rgb.tiff'), rng.integers(0, 256, (32, 40, 3), dtype=np.uint8))
         assert cv2.imwrite(str(folder / '0001_nir.tiff'), rng.integers(0, 256, (32, 40), dtype=np.uint8))
-    tool = load_tool('prepare_data')
-    assert tool.main(['nirscene', '--root', str(tmp_path / 'download'), '--out',
-                      str(tmp_path / 'datasets' / 'NIRScene'),
-                      '--scales', '4', '--n-proc', '1']) == 0
+    assert prepare_data(['nirscene', '--root', str(tmp_path / 'download'), '--out',
+                         str(tmp_path / 'datasets' / 'NIRScene'), '--scales', '4', '--n-proc', '1']) == 0
 
 
 def test_shipped_test_options_keep_the_present_set(tmp_path, monkeypatch):
