@@ -31,7 +31,7 @@ MAKE_SEMISYNTHETIC = ('Build a semi-synthetic cross-spectral stereo set from rea
 
 
 def prepare_data(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line tool.
+    """``tools/prepare_data.py``: parse the arguments, run it, print a summary.
 
     Args:
         argv: Arguments without the program name; ``sys.argv[1:]`` when None.
@@ -81,7 +81,7 @@ def prepare_data(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def create_lmdb(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line tool.
+    """``tools/create_lmdb.py``: parse the arguments, run it, print a summary.
 
     Args:
         argv: Arguments without the program name; ``sys.argv[1:]`` when None.
@@ -114,7 +114,14 @@ def create_lmdb(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def make_synthetic_rgbnir(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line entry point."""
+    """``tools/make_synthetic_rgbnir.py``: parse the arguments, run it, print a summary.
+
+    Args:
+        argv: Arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        0 on success, 2 on bad input (message on stderr).
+    """
     p = argparse.ArgumentParser(description=MAKE_SYNTHETIC,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', required=True, help='output folder (writes OUT/train and OUT/test)')
@@ -144,7 +151,14 @@ def make_synthetic_rgbnir(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def make_semisynthetic_rgbnir(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line entry point."""
+    """``tools/make_semisynthetic_rgbnir.py``: parse the arguments, run it, print a summary.
+
+    Args:
+        argv: Arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        0 on success, 2 on bad input (message on stderr).
+    """
     p = argparse.ArgumentParser(description=MAKE_SEMISYNTHETIC,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=semisynthetic.__doc__)
     p.add_argument('--input', required=True, help='folder of <name>_rgb.* / <name>_nir.* pairs')
