@@ -34,10 +34,10 @@ def _write_pairs(folder: Path, names, seed: int) -> None:
 
 
 @pytest.mark.slow
-def test_own_pairs_to_trained_model_and_infer(tmp_path):
+def test_own_pairs_to_trained_model_and_infer(tmp_path, monkeypatch):
     _write_pairs(tmp_path / 'my_pairs' / 'train', ('a', 'b', 'c'), seed=0)
     _write_pairs(tmp_path / 'my_pairs' / 'test', ('d', ), seed=1)
-    os.chdir(tmp_path)  # the recipe's relative paths (datasets/Custom/...), as a user runs it
+    monkeypatch.chdir(tmp_path)  # the recipe's relative paths (datasets/Custom/...), as a user runs it
     for split in ('train', 'test'):  # python tools/prepare_data.py pairs ... (same entry point, in-process)
         assert commands.prepare_data(['pairs', '--root', f'my_pairs/{split}', '--out', 'datasets/Custom', '--split',
                                       split, '--scales', '4', '--n-proc', '1']) == 0
