@@ -1,6 +1,8 @@
-"""Shared pytest set-up: import cspsr_arch once (registration) and expose the toy-data helpers."""
-import importlib.util
-import sys
+"""Shared pytest set-up: import cspsr_arch once (registration) and expose the toy-data helpers.
+
+``tests/`` is on ``sys.path`` through the ``pythonpath`` option of pytest.ini, so test modules in
+sub-folders import ``toy_data`` and ``conftest`` by name.
+"""
 from pathlib import Path
 
 import pytest
@@ -8,21 +10,8 @@ import pytest
 import cspsr_arch  # noqa: F401  (registers everything once for the whole session)
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHARED_REAL = ROOT.parent / 'shared' / 'data' / 'real_rgbnir'
 SHARED_COUNTRY = ROOT.parent / 'shared' / 'data' / 'nirscene_country'
-
-
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (tools/ is not a package)."""
-    module_name = f'cspsr_tool_{name}'
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import load_tool
 from toy_data import dataset_opt
 
 from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
@@ -15,6 +14,7 @@ from cspsr_arch.archs.cspsr_arch import CSPSR
 from cspsr_arch.cli import main
 from cspsr_arch.data.paired_cross_spectral_dataset import PairedCrossSpectralDataset
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep.lmdb import create_lmdbs
 
 NET = {'num_feat': 8, 'num_dmf': 1, 'upscale': 2, 'max_disp': 4}
 
@@ -178,7 +178,7 @@ def test_given_disparity_model_without_disp(capsys, tmp_path):
 def test_missing_lmdb_key(toy_split):
     """A key listed in meta_info.txt but absent from one LMDB (a partly written database)."""
     split, _ = toy_split
-    load_tool('create_lmdb').create_lmdbs(str(split), progress=False)
+    create_lmdbs(str(split), progress=False)
     nir_lmdb = split.parent / 'train_lmdb' / 'LR_bicubic' / 'X2' / 'NIR.lmdb'
     env = lmdb.open(str(nir_lmdb), map_size=1 << 24)
     with env.begin(write=True) as txn:

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 from basicsr.utils.registry import DATASET_REGISTRY
-from conftest import load_tool
 from toy_data import dataset_opt, make_toy_split
 
 from cspsr_arch.data.stereo_transforms import stereo_flip
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep.lmdb import create_lmdbs
 
 Dataset = DATASET_REGISTRY.get('PairedCrossSpectralDataset')
 
@@ -31,7 +31,7 @@ def test_sample_contents_and_disparity(toy_split):
 
 def test_three_modes_give_identical_samples(toy_split):
     split, _ = toy_split
-    load_tool('create_lmdb').create_lmdbs(str(split), progress=False)
+    create_lmdbs(str(split), progress=False)
     folder = Dataset(dataset_opt(split, scale=2))
     meta = Dataset(dataset_opt(split, scale=2, meta_info_file=str(split / 'meta_info.txt')))
     lmdb = Dataset(dataset_opt(split, scale=2, lmdb=True))
@@ -143,7 +143,7 @@ def test_bad_channels_and_corrupt_files(toy_split):
 
 def test_missing_lmdb_key_is_named(toy_split):
     split, _ = toy_split
-    load_tool('create_lmdb').create_lmdbs(str(split), progress=False)
+    create_lmdbs(str(split), progress=False)
     meta = split.parent / 'train_lmdb' / 'LR_bicubic' / 'X2' / 'NIR.lmdb' / 'meta_info.txt'
     meta.write_text(meta.read_text().splitlines()[0] + '\n')
     with pytest.raises(CSPSRInputError, match="NIR.lmdb lacks the key 'b'"):

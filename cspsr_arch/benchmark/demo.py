@@ -4,7 +4,7 @@ same design on the CPU, and show what the NIR is worth.
 Steps (each reuses what an earlier run finished):
 
 1. the synthetic cross-spectral stereo set is written to ``datasets/demo``
-   (:func:`cspsr_arch.synthetic.build.make_dataset`);
+   (:func:`cspsr_arch.prep.synthetic.build.make_dataset`);
 2. ``basicsr train --auto_resume`` trains each option file (BasicSR's own pipeline);
 3. bicubic interpolation, each trained network, and CSPSR with its NIR replaced by zeros are scored on
    the test split of the first option file (its ``degradation`` block fixes the camera protocol's test
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from cspsr_arch.benchmark.evaluation import build_trained, mean_scores, score_loader
+from cspsr_arch.prep.split import META_INFO
 
 DEFAULT_OPTS = ('options/demo_CSPSR_x4.yml', 'options/demo_VISonly_x4.yml')
 
@@ -31,11 +32,11 @@ def ensure_data(data_dir: Path, scale: int, seed: int) -> None:
     """
     settings = {'scales': [scale], 'seed': seed, 'vis_effects': False}
     stamp = data_dir / 'demo_data.json'
-    if (all((data_dir / split / 'meta_info.txt').is_file() for split in ('train', 'test'))
+    if (all((data_dir / split / META_INFO).is_file() for split in ('train', 'test'))
             and stamp.is_file() and json.loads(stamp.read_text()) == settings):
         print(f'[demo] data: reusing {data_dir}')
         return
-    from cspsr_arch.synthetic.build import make_dataset
+    from cspsr_arch.prep.synthetic.build import make_dataset
     print(f'[demo] data: generating the synthetic cross-spectral stereo set in {data_dir} ...')
     keys = make_dataset(str(data_dir), scales=(scale, ), seed=seed, vis_effects=False, overwrite=True)
     stamp.write_text(json.dumps(settings) + '\n')

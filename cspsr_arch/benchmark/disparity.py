@@ -66,21 +66,20 @@ def _read(path: Path, kind: str) -> np.ndarray:
 def split_samples(split: PathLike, scale: int) -> Iterator[Tuple[str, Dict[str, np.ndarray]]]:
     """(key, sample) of a canonical split: ``vis``/``nir`` LR inputs (float32 HWC, VIS in RGB order),
     ``given`` (LR disparity or None) and ``gt`` (HR disparity)."""
-    split = Path(split)
-    lr = split / 'LR_bicubic' / f'X{scale}'
-    gt_dir = split / 'HR' / 'DISP_L'
+    from cspsr_arch.prep.split import IMAGE_EXT, image_path, stream_dir
+    gt_dir = stream_dir(split, 'DISP_L')
     if not gt_dir.is_dir():
         raise SystemExit(f'{gt_dir} not found: the split needs HR ground-truth disparity (HR/DISP_L).')
-    keys = sorted(p.stem for p in gt_dir.glob('*.png'))
+    keys = sorted(p.stem for p in gt_dir.glob(f'*{IMAGE_EXT}'))
     if not keys:
         raise SystemExit(f'{gt_dir} holds no PNG disparity maps.')
     for key in keys:
-        given = lr / 'DISP_L' / f'{key}.png'
+        given = image_path(split, 'DISP_L', key, scale)
         yield key, {
-            'vis': _read(lr / 'VIS' / f'{key}.png', 'vis')[..., ::-1],
-            'nir': _read(lr / 'NIR' / f'{key}.png', 'nir'),
+            'vis': _read(image_path(split, 'VIS', key, scale), 'vis')[..., ::-1],
+            'nir': _read(image_path(split, 'NIR', key, scale), 'nir'),
             'given': _read(given, 'disp')[..., 0] if given.is_file() else None,
-            'gt': _read(gt_dir / f'{key}.png', 'disp')[..., 0],
+            'gt': _read(image_path(split, 'DISP_L', key), 'disp')[..., 0],
         }
 
 
@@ -89,8 +88,8 @@ def middlebury_sample(scale: int) -> Dict[str, np.ndarray]:
     from basicsr.utils.matlab_functions import imresize
     from skimage import data as skdata
 
-    from cspsr_arch.synthetic.scenes import fill_background
-    from cspsr_arch.synthetic.spectra import nir_response
+    from cspsr_arch.prep.synthetic.scenes import fill_background
+    from cspsr_arch.prep.synthetic.spectra import nir_response
     folder = Path(skdata.__file__).parent
     left = cv2.imread(str(folder / 'motorcycle_left.png'))[..., ::-1].astype(np.float32) / 255
     right = cv2.imread(str(folder / 'motorcycle_right.png'))[..., ::-1].astype(np.float32) / 255

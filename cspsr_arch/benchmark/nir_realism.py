@@ -109,8 +109,8 @@ def summarise(rows: Iterable[Dict[str, float]]) -> Dict[str, float]:
 
 def synthetic_pairs(max_size: int = 480) -> List[Tuple[np.ndarray, np.ndarray]]:
     """The embedded synthetic scenes (variant 0) with their left-view NIR, as the generator renders them."""
-    from cspsr_arch.synthetic.build import render_scene
-    from cspsr_arch.synthetic.scenes import SCENES
+    from cspsr_arch.prep.synthetic.build import render_scene
+    from cspsr_arch.prep.synthetic.scenes import SCENES
     pairs = []
     for name in SCENES:
         scene = render_scene(name, variant=0, max_size=max_size, vis_effects=False)
@@ -120,7 +120,7 @@ def synthetic_pairs(max_size: int = 480) -> List[Tuple[np.ndarray, np.ndarray]]:
 
 def folder_pairs(folder: Path, max_size: int = 480) -> List[Tuple[np.ndarray, np.ndarray]]:
     """The ``<key>_rgb.*`` / ``<key>_nir.*`` pairs of a folder (``tools/prepare_data.py pairs`` naming)."""
-    from cspsr_arch.data.layouts import scan_layout
+    from cspsr_arch.prep.sources import scan_layout
     pairs = [p for split in scan_layout('pairs', folder).values() for p in split]
     if not pairs:
         raise CSPSRInputError(f'no <key>_rgb / <key>_nir pairs in {folder}.')

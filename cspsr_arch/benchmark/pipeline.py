@@ -3,9 +3,9 @@
 Steps (each one is skipped when an earlier run of the same benchmark finished it, so an interrupted
 benchmark resumes where it stopped):
 
-1. **Data** under ``<out>/<name>/data``: the synthetic cross-view set (``cspsr_arch.synthetic``), the
+1. **Data** under ``<out>/<name>/data``: the synthetic cross-view set (``cspsr_arch.prep.synthetic``), the
    semi-synthetic sets made from the real RGB-NIR pairs of ``--country`` (the EPFL country pairs, the main real
-   test set) and ``--real`` (``tools/make_semisynthetic_rgbnir.py``; an absent folder leaves its set out, and
+   test set) and ``--real`` (:mod:`cspsr_arch.prep.semisynthetic`; an absent folder leaves its set out, and
    the report says so). The preset's validation scenes are held out of the training splits.
 2. **Training** with ``basicsr train`` (BasicSR's pipeline, in this process) of every model at every scale and
    under every protocol (``bicubic``, ``camera``), ``--seeds`` times each, on one training split, the union of
@@ -28,17 +28,16 @@ benchmark resumes where it stopped):
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Dict, List, Optional, Sequence
 
 from cspsr_arch.engine.options import plain
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep.semisynthetic import build_dataset as build_semisynthetic
+from cspsr_arch.prep.split import META_INFO, STREAM_NAMES, image_path, meta_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository (its ``options`` and ``tools`` folders)."""
@@ -57,17 +56,6 @@ DESCRIPTIONS = {
                    'method (real rigs have no such disparity).',
 }
 HIDDEN_KEYS = ('type', 'upscale', 'num_in_ch', 'num_out_ch', 'num_nir_ch', 'rgb_mean', 'img_range')
-
-
-def load_tool(name: str) -> ModuleType:
-    """Import ``tools/<name>.py`` once (the semi-synthetic generator still lives there)."""
-    module_name = f'cspsr_tool_{name}'
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, ROOT / 'tools' / f'{name}.py')
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
 
 
 def _generate(folder: Path, settings: dict, make) -> dict:
@@ -90,7 +78,7 @@ def _semisynthetic(data_root: Path, name: str, source: Path, settings: dict, sca
     folder = data_root / name
     stamp = plain({'input': str(source.resolve()), 'scales': scales, 'seed': 0, 'misaligned': policy, **semi})
     print(f'[benchmark] data: semi-synthetic set from {source} in {folder}', flush=True)
-    record = _generate(folder, stamp, lambda: load_tool('make_semisynthetic_rgbnir').build_dataset(
+    record = _generate(folder, stamp, lambda: build_semisynthetic(
         source, folder, scales, 0, misaligned=policy, overwrite=True, **semi))
     skipped = [f"{i['key']} ({i['registration']['misalignment']:.1f} px)" for i in record['infos'] if i['skipped']]
     kept = [i['key'] for i in record['infos'] if i['misaligned'] and not i['skipped']]
@@ -113,7 +101,7 @@ def prepare_data(data_root: Path, preset, real: Optional[Path], country: Optiona
         real: Folder of the six real pairs (semi-synthetic set ``semisynthetic``), or None.
         country: Folder of the EPFL country pairs (semi-synthetic set ``country``), or None.
     """
-    from cspsr_arch.synthetic.build import build_dataset as build_synthetic
+    from cspsr_arch.prep.synthetic.build import build_dataset as build_synthetic
     data_root.mkdir(parents=True, exist_ok=True)
     scales = list(preset.scales)
     syn, out = dict(preset.synthetic), {}
@@ -123,7 +111,7 @@ def prepare_data(data_root: Path, preset, real: Optional[Path], country: Optiona
     record = _generate(folder, settings, lambda: build_synthetic(
         folder, scales, 0, overwrite=True, **syn))
     out['synthetic'] = {'dir': folder, 'keys': record['keys'], 'settings': settings, 'description': (
-        f"the embedded synthetic cross-view set (cspsr_arch.synthetic, longest side {syn.get('max_size', 480)} "
+        f"the embedded synthetic cross-view set (cspsr_arch.prep.synthetic, longest side {syn.get('max_size', 480)} "
         f"px, {syn.get('variants', 2)} variant(s) per training scene, {syn.get('test_variants', 1)} per test scene; "
         'VIS camera effects, rendered NIR, dense ground-truth disparity).')}
     for name, source, settings, policy in (('country', country, preset.country, 'keep'),
@@ -166,22 +154,22 @@ def combine_train_splits(data: Dict[str, dict], out: Path, scales: Sequence[int]
     """
     import shutil
     held_out = {name: set(scenes) for name, scenes in (val_scenes or {}).items()}
-    streams = ['HR/VIS', 'HR/NIR', 'HR/DISP_L', 'HR/DISP_R'] + [
-        f'LR_bicubic/X{s}/{k}' for s in scales for k in ('VIS', 'NIR', 'DISP_L', 'DISP_R')]
+    streams = [(stream, s) for s in (None, *scales) for stream in STREAM_NAMES]
     meta, files = [], []
     for name, record in data.items():
         split = record['dir'] / 'train'
-        for line in (split / 'meta_info.txt').read_text().splitlines():
-            key = line.split('.png')[0]
+        for line in (split / META_INFO).read_text().splitlines():
+            key = meta_keys([line])[0]
             if (scene_of(key) in held_out.get(name, ())) != validation:
                 continue
             meta.append(f'{name}__{line}')
-            files += [(split / stream / f'{key}.png', out / stream / f'{name}__{key}.png') for stream in streams]
+            files += [(image_path(split, stream, key, s), image_path(out, stream, f'{name}__{key}', s))
+                      for stream, s in streams]
     if not meta:
         raise CSPSRInputError(f'no {"validation" if validation else "training"} images for {out}: check the preset\'s '
                               f'val_scenes {val_scenes}.')
     meta_text = '\n'.join(meta) + '\n'
-    meta_file = out / 'meta_info.txt'
+    meta_file = out / META_INFO
     if meta_file.is_file() and meta_file.read_text() == meta_text and all(_up_to_date(*f) for f in files):
         return out
     if out.exists():
@@ -322,8 +310,8 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
                     **({'gpu': torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {})},
         'budget': _budget(preset, next(iter(first.values()))[0].opt),
         'protocols': list(plan.table), 'seeds': seeds, 'camera': plain(preset.camera),
-        'train_images': len((train_dir / 'meta_info.txt').read_text().splitlines()),
-        'validation': {'images': len((val_dir / 'meta_info.txt').read_text().splitlines()) if val_dir else 0,
+        'train_images': len((train_dir / META_INFO).read_text().splitlines()),
+        'validation': {'images': len((val_dir / META_INFO).read_text().splitlines()) if val_dir else 0,
                        'scenes': plain(val_scenes), 'every': preset.val_every,
                        'figure': 'figures/learning_curves.png', 'curves': curves},
         'datasets': {k: {'description': v['description'], 'train_images': len(v['keys'].get('train', [])),

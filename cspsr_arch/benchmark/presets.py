@@ -40,8 +40,8 @@ class Preset:
     Attributes:
         name: Preset name.
         scales: SR scales.
-        synthetic: Keyword arguments of ``cspsr_arch.synthetic.build.build_dataset``.
-        semisynthetic: Keyword arguments of ``tools/make_semisynthetic_rgbnir.build_dataset`` (without input) for
+        synthetic: Keyword arguments of ``cspsr_arch.prep.synthetic.build.build_dataset``.
+        semisynthetic: Keyword arguments of ``cspsr_arch.prep.semisynthetic.build_dataset`` (without input) for
             the six real pairs of ``--real``.
         country: The same for the 52 registered EPFL country pairs of ``--country`` (the main real test set).
         val_scenes: Per data set, training scenes held out as the validation split (scored every ``val_every``

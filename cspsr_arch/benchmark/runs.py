@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 from cspsr_arch.benchmark.presets import Preset
 from cspsr_arch.engine.options import check_keys, load_options, merge_options, signature_keys
+from cspsr_arch.prep.split import META_INFO, dataset_roots
 
 ABLATION_LABELS = {
     'baseline_x4': 'Baseline (VIS only)', 'w_nir_x4': 'w/ NIR (concatenated)', 'w_cvm_x4': 'w/ CVM (concatenated)',
@@ -79,14 +80,14 @@ def dataset_options(split: Path, scale: int, phase: str, gt_size: Optional[int] 
         disparity: Read the left and right disparities (``cvm: given``, and the test split).
         degradation: The camera protocol's ``degradation`` block, or None (bicubic protocol).
     """
-    lr = split / 'LR_bicubic' / f'X{scale}'
+    roots = {name: str(path) for name, path in dataset_roots(split, scale).items()}
     opt = {'name': f'{split.parent.name}_{split.name}', 'type': 'PairedCrossSpectralDataset',
-           'dataroot_gt': str(split / 'HR' / 'VIS'), 'dataroot_lq': str(lr / 'VIS'), 'dataroot_lq_nir': str(lr / 'NIR'),
-           'meta_info_file': str(split / 'meta_info.txt'), 'io_backend': {'type': 'disk'}}
+           'dataroot_gt': roots['gt'], 'dataroot_lq': roots['lq'], 'dataroot_lq_nir': roots['lq_nir'],
+           'meta_info_file': str(split / META_INFO), 'io_backend': {'type': 'disk'}}
     if nir_gt:
-        opt['dataroot_gt_nir'] = str(split / 'HR' / 'NIR')
+        opt['dataroot_gt_nir'] = roots['gt_nir']
     if disparity:
-        opt.update(dataroot_disp=str(lr / 'DISP_L'), dataroot_disp_r=str(lr / 'DISP_R'))
+        opt.update(dataroot_disp=roots['disp'], dataroot_disp_r=roots['disp_r'])
     if degradation is not None:
         opt['degradation'] = dict(degradation)
     if phase == 'train':

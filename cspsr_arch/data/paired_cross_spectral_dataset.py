@@ -1,7 +1,6 @@
 """``PairedCrossSpectralDataset``: LR/HR VIS (left view) + LR/HR NIR (right view) + optional disparity."""
-import os
 from os import path as osp
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from basicsr.data.transforms import paired_random_crop
@@ -13,6 +12,8 @@ from cspsr_arch.data.degradation import CameraDegradation
 from cspsr_arch.data.image_io import decode
 from cspsr_arch.data.stereo_transforms import random_stereo_flip
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep.split import (IMAGE_EXT, LMDB_EXT, META_INFO, dataset_roots, images_by_stem, list_images,
+                                   read_meta_names, stream_dir)
 
 # stream name -> (option key, decoding kind, resolution)
 STREAMS = {
@@ -24,32 +25,61 @@ STREAMS = {
     'disp_r': ('dataroot_disp_r', 'disp', 'lr'),
 }
 REQUIRED_STREAMS = ('gt', 'lq', 'lq_nir')
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 OPTION_KEYS = frozenset({
     'name', 'type', 'phase', 'scale', 'meta_info_file', 'io_backend', 'gt_size', 'use_hflip', 'use_vflip', 'use_rot',
-    'cache_in_memory', 'degradation',
+    'cache_in_memory', 'degradation', 'dataroot',
     *(key for key, _, _ in STREAMS.values())
 })
 """Keys this dataset reads from its options (BasicSR's data-loader keys come on top)."""
 
 
 def _list_images(folder: str) -> Dict[str, str]:
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
-    stems: Dict[str, str] = {}
-    for name in names:
-        stem = osp.splitext(name)[0]
-        if stem in stems:
-            raise CSPSRInputError(f'{folder}: two files for the key {stem!r} ({stems[stem]}, {name}); keep one.')
-        stems[stem] = name
-    return stems
+    """Key (file stem) -> file name of the images in one stream folder; two files of one key are an error.
+
+    Args:
+        folder: Stream folder.
+    """
+    return {stem: path.name for stem, path in images_by_stem(list_images(folder)).items()}
 
 
-def _read_meta_keys(meta_info_file: str) -> List[str]:
-    if not osp.isfile(meta_info_file):
-        raise CSPSRInputError(f'meta_info_file {meta_info_file} does not exist; create it (one "<key>.png" per line) '
-                              'or remove the meta_info_file option to scan the folders.')
-    with open(meta_info_file) as fin:
-        return [line.split()[0] for line in fin if line.strip()]
+def split_streams(opt: dict) -> Tuple[Dict[str, str], str]:
+    """The stream roots and io backend of a ``dataroot: <split folder>`` option (see the class docstring).
+
+    The streams follow from the layout (:mod:`cspsr_arch.prep.split`) at ``scale``: ``HR/VIS``,
+    ``LR_bicubic/X<s>/{VIS,NIR}`` (required), ``HR/NIR``, ``LR_bicubic/X<s>/{DISP_L,DISP_R}`` (when present).
+    LMDB is detected from ``HR/VIS.lmdb`` (the tree ``tools/create_lmdb.py`` writes), folders from ``HR/VIS``.
+
+    Args:
+        opt: Dataset options with ``dataroot`` and ``scale``, without per-stream ``dataroot_*`` keys.
+
+    Returns:
+        (stream -> root, ``'lmdb'`` or ``'disk'``).
+    """
+    name, root, scale = opt.get('name'), str(opt['dataroot']), int(opt['scale'])
+    given = sorted(key for key, _, _ in STREAMS.values() if opt.get(key))
+    if given:
+        raise CSPSRInputError(f'Dataset {name}: give either dataroot (one split folder) or the per-stream keys '
+                              f'({", ".join(given)}), not both; remove one of them.')
+    if not osp.isdir(root):
+        lmdb_hint = f' ({root}_lmdb exists: point dataroot at it)' if osp.isdir(f'{root}_lmdb') else ''
+        raise CSPSRInputError(f'Dataset {name}: dataroot {root} is not a folder{lmdb_hint}. Point it at a prepared '
+                              'split (datasets/README.md; tools/prepare_data.py pairs --root <your pairs> --out '
+                              '<folder> writes one, see docs/custom_data.md).')
+    lmdb = osp.isdir(stream_dir(root, 'VIS', lmdb=True))
+    backend = 'lmdb' if lmdb else 'disk'
+    wanted = (opt.get('io_backend') or {}).get('type', backend)
+    if wanted != backend:
+        raise CSPSRInputError(f"Dataset {name}: io_backend type is {wanted!r} but dataroot {root} holds "
+                              f"{'LMDBs' if lmdb else 'image folders'}; remove io_backend (it is detected) or fix it.")
+    roots = {}
+    for stream, path in dataset_roots(root, scale, lmdb).items():
+        if osp.isdir(path):
+            roots[stream] = str(path)
+        elif stream in REQUIRED_STREAMS:
+            raise CSPSRInputError(f'Dataset {name}: {path} is missing, so dataroot {root} is not a split at scale '
+                                  f'{scale} ({"tools/create_lmdb.py output" if lmdb else "datasets/README.md"}). '
+                                  f'Prepare it with --scales {scale} (tools/prepare_data.py), or set the scale it has.')
+    return roots, backend
 
 
 @DATASET_REGISTRY.register()
@@ -67,9 +97,15 @@ class PairedCrossSpectralDataset(data.Dataset):
     ``<stream>_path`` for each. Training crops all streams at the same place; flips keep the stereo
     geometry (see :func:`cspsr_arch.data.stereo_transforms.stereo_flip`); 90-degree rotation is refused.
 
+    The data come either from ``dataroot: <split folder>`` (one option: with ``scale`` the streams follow from
+    the canonical layout of :mod:`cspsr_arch.prep.split`, the optional ones when present, and the io backend
+    is detected: ``HR/VIS.lmdb`` as ``tools/create_lmdb.py`` writes it means LMDB), or from one
+    ``dataroot_<stream>`` key per stream with ``io_backend``; giving both is an error.
+
     Args:
-        opt (dict): ``dataroot_gt``, ``dataroot_lq``, ``dataroot_lq_nir`` (required), ``dataroot_gt_nir``,
-            ``dataroot_disp``, ``dataroot_disp_r`` (optional), ``meta_info_file``, ``io_backend``,
+        opt (dict): ``dataroot`` (a split folder), or ``dataroot_gt``, ``dataroot_lq``, ``dataroot_lq_nir``
+            (required), ``dataroot_gt_nir``, ``dataroot_disp``, ``dataroot_disp_r`` (optional) and ``io_backend``;
+            ``meta_info_file``,
             ``gt_size``, ``use_hflip``, ``use_vflip``, ``scale`` and ``phase`` (added by BasicSR), and
             ``cache_in_memory`` (keep decoded images, for small data sets: each training step then
             crops from memory instead of decoding six full images per sample; per data-loader process),
@@ -85,11 +121,19 @@ class PairedCrossSpectralDataset(data.Dataset):
         if opt.get('use_rot'):
             raise CSPSRInputError(f"Dataset {opt.get('name')}: use_rot is not allowed for stereo pairs (a 90-degree "
                                   'rotation breaks the horizontal epipolar geometry); set use_rot: false.')
-        for name in REQUIRED_STREAMS:
-            if not opt.get(STREAMS[name][0]):
-                raise CSPSRInputError(f"Dataset {opt.get('name')}: option {STREAMS[name][0]} is required.")
-        self.roots = {name: opt[key] for name, (key, _, _) in STREAMS.items() if opt.get(key)}
-        self.io_backend_opt = dict(opt['io_backend'])
+        if opt.get('dataroot'):
+            self.roots, backend = split_streams(opt)
+            self.io_backend_opt = {'type': backend}
+        else:
+            for name in REQUIRED_STREAMS:
+                if not opt.get(STREAMS[name][0]):
+                    raise CSPSRInputError(f"Dataset {opt.get('name')}: option {STREAMS[name][0]} (or dataroot, "
+                                          'the split folder) is required.')
+            self.roots = {name: opt[key] for name, (key, _, _) in STREAMS.items() if opt.get(key)}
+            if 'io_backend' not in opt:
+                raise CSPSRInputError(f"Dataset {opt.get('name')}: io_backend (type: disk or lmdb) is required with "
+                                      'the per-stream dataroot_* keys.')
+            self.io_backend_opt = dict(opt['io_backend'])
         self.file_client: Optional[FileClient] = None
         self.cache: Optional[Dict[int, Dict[str, np.ndarray]]] = {} if opt.get('cache_in_memory') else None
         self.degradation = (CameraDegradation(opt['degradation'], opt.get('name', ''))
@@ -101,7 +145,7 @@ class PairedCrossSpectralDataset(data.Dataset):
             self.io_backend_opt['client_keys'] = list(self.roots.keys())
         elif backend == 'disk':
             if opt.get('meta_info_file'):
-                keys = [osp.splitext(n)[0] for n in _read_meta_keys(opt['meta_info_file'])]
+                keys = [osp.splitext(n)[0] for n in read_meta_names(opt['meta_info_file'])]
                 self.paths = self._paths_from_names(keys, source=opt['meta_info_file'])
             else:
                 self.paths = self._paths_from_folder()
@@ -144,7 +188,7 @@ class PairedCrossSpectralDataset(data.Dataset):
             self._check_root(name)
         paths = []
         for key in keys:
-            entry = {f'{name}_path': osp.join(root, f'{key}.png') for name, root in self.roots.items()}
+            entry = {f'{name}_path': osp.join(root, f'{key}{IMAGE_EXT}') for name, root in self.roots.items()}
             for path in entry.values():
                 if not osp.isfile(path):
                     raise CSPSRInputError(f'{path} (listed in {source}) does not exist; add it or remove the line.')
@@ -155,9 +199,9 @@ class PairedCrossSpectralDataset(data.Dataset):
         key_sets = {}
         for name, root in self.roots.items():
             self._check_root(name)
-            if not root.endswith('.lmdb'):
+            if not root.endswith(LMDB_EXT):
                 raise CSPSRInputError(f'{STREAMS[name][0]} {root} must be an .lmdb folder with io_backend lmdb.')
-            key_sets[name] = [osp.splitext(n)[0] for n in _read_meta_keys(osp.join(root, 'meta_info.txt'))]
+            key_sets[name] = [osp.splitext(n)[0] for n in read_meta_names(osp.join(root, META_INFO))]
         keys = sorted(key_sets['gt'])
         for name, names in key_sets.items():
             missing = sorted(set(keys) - set(names))

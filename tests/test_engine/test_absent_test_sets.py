@@ -15,6 +15,7 @@ import pytest
 from cspsr_arch.engine.absent_test_sets import drop_absent_test_sets
 from cspsr_arch.engine.options import check_options, load_options
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep.commands import prepare_data
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_OPTIONS = REPO / 'options' / 'test_CSPSR_x4.yml'
@@ -58,10 +59,8 @@ def _prepare_nirscene(tmp_path: Path) -> None:
         folder.mkdir(parents=True)
         assert cv2.imwrite(str(folder / '0001_rgb.tiff'), rng.integers(0, 256, (32, 40, 3), dtype=np.uint8))
         assert cv2.imwrite(str(folder / '0001_nir.tiff'), rng.integers(0, 256, (32, 40), dtype=np.uint8))
-    out = subprocess.run([sys.executable, str(REPO / 'tools' / 'prepare_data.py'), 'nirscene', '--root',
-                          str(tmp_path / 'download'), '--out', str(tmp_path / 'datasets' / 'NIRScene'), '--scales', '4',
-                          '--n-proc', '1'], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert prepare_data(['nirscene', '--root', str(tmp_path / 'download'), '--out',
+                         str(tmp_path / 'datasets' / 'NIRScene'), '--scales', '4', '--n-proc', '1']) == 0
 
 
 def test_shipped_test_options_keep_the_present_set(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Tests of the synthetic generator (``cspsr_arch.synthetic.build``, ``tools/make_synthetic_rgbnir.py``): layout, LR = imresize(HR), determinism, stereo geometry,
+"""Tests of the synthetic generator (``cspsr_arch.prep.synthetic.build``, ``tools/make_synthetic_rgbnir.py``): layout, LR = imresize(HR), determinism, stereo geometry,
 NIR spectral response, disparity encoding and the command line."""
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 import pytest
-from conftest import load_tool
 from basicsr.utils.matlab_functions import imresize
 
-REPO = Path(__file__).resolve().parents[1]
+from cspsr_arch.prep import commands
+from cspsr_arch.prep.split import to_u8
+
+REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / 'tools' / 'make_synthetic_rgbnir.py'
 SCALES = (2, 3, 4)
 SCENES = ('textures', 'astronaut', 'motorcycle')
@@ -27,7 +29,7 @@ STREAMS = ('VIS', 'NIR', 'DISP_L', 'DISP_R')
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
     """The generator's library module (its command line is ``tools/make_synthetic_rgbnir.py``)."""
-    from cspsr_arch.synthetic import build
+    from cspsr_arch.prep.synthetic import build
     return build
 
 
@@ -155,7 +157,7 @@ def test_geometry_nir_right_warps_to_left(tool: ModuleType, dataset: Tuple[Path,
             name, variant = (key, 0) if split == 'test' else (key.rsplit('_v', 1)[0], int(key.rsplit('_v', 1)[1]))
             sample = tool.render_scene(name, seed=0, variant=variant, max_size=MAX_SIZE, scales=SCALES)
             nir_r = _read(out / split / 'HR' / 'NIR' / f'{key}.png').astype(np.float64)
-            assert np.array_equal(tool.to_u8(sample['nir']), nir_r.astype(np.uint8))  # the function is the file
+            assert np.array_equal(to_u8(sample['nir']), nir_r.astype(np.uint8))  # the function is the file
             d_l = _read(out / split / 'HR' / 'DISP_L' / f'{key}.png') / 256.0
             d_r = _read(out / split / 'HR' / 'DISP_R' / f'{key}.png') / 256.0
             nir_l = sample['nir_left'].astype(np.float64) * 255
@@ -241,12 +243,12 @@ def test_refuses_non_empty_split_and_cli(tool: ModuleType, tmp_path: Path, capsy
     assert 'wrote train: 1, test: 1 scenes' in run.stdout
     first = (tmp_path / 'train' / 'HR' / 'VIS' / 'textures_v0.png').read_bytes()
     capsys.readouterr()
-    assert load_tool('make_synthetic_rgbnir').main(args) == 2  # same entry point in-process (saves a second interpreter start)
+    assert commands.make_synthetic_rgbnir(args) == 2  # same entry point in-process (saves a second interpreter start)
     assert '--overwrite' in capsys.readouterr().err
     with pytest.raises(FileExistsError):
         tool.make_dataset(tmp_path, scales=(2, 4), scenes=('color',), test_scenes=('color',), max_size=64)
     (tmp_path / 'train' / 'HR' / 'VIS' / 'stale.png').write_bytes(b'x')
-    assert load_tool('make_synthetic_rgbnir').main([*args, '--overwrite']) == 0
+    assert commands.make_synthetic_rgbnir([*args, '--overwrite']) == 0
     assert not (tmp_path / 'train' / 'HR' / 'VIS' / 'stale.png').exists()
     assert (tmp_path / 'train' / 'HR' / 'VIS' / 'textures_v0.png').read_bytes() == first
     with pytest.raises(ValueError):

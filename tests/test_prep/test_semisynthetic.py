@@ -1,20 +1,21 @@
-"""tools/make_semisynthetic_rgbnir.py: real pairs + generated disparity -> stereo set; registration check."""
+"""tools/make_semisynthetic_rgbnir.py (:mod:`cspsr_arch.prep.semisynthetic`): real pairs + generated disparity -> stereo set; registration check."""
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from basicsr.utils.matlab_functions import imresize
-from conftest import SHARED_REAL, load_tool
+from conftest import SHARED_REAL
 
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep import commands, semisynthetic
 
 H, W = 240, 320
 
 
 @pytest.fixture(scope='module')
 def tool():
-    return load_tool('make_semisynthetic_rgbnir')
+    return semisynthetic
 
 
 def _pair(rng: np.random.Generator, shift: int = 0):
@@ -98,13 +99,13 @@ def test_semisynthetic_layout_geometry_and_split(tool, pairs, tmp_path):
 
 
 def test_command_line_errors_are_clear(tool, pairs, tmp_path, capsys):
-    assert tool.main(['--input', str(tmp_path / 'none'), '--out', str(tmp_path / 'o')]) == 2
+    assert commands.make_semisynthetic_rgbnir(['--input', str(tmp_path / 'none'), '--out', str(tmp_path / 'o')]) == 2
     assert 'does not exist' in capsys.readouterr().err
-    assert tool.main(['--input', str(pairs), '--out', str(tmp_path / 'o'), '--misaligned', 'skip',
-                      '--test-scenes', 'shifted']) == 2
+    assert commands.make_semisynthetic_rgbnir(['--input', str(pairs), '--out', str(tmp_path / 'o'), '--misaligned',
+                                               'skip', '--test-scenes', 'shifted']) == 2
     assert 'not among the usable pairs' in capsys.readouterr().err
-    assert tool.main(['--input', str(pairs), '--out', str(tmp_path / 'o'), '--misaligned', 'keep', '--scales', '4',
-                      '--variants', '1', '--max-size', '160']) == 0
+    assert commands.make_semisynthetic_rgbnir(['--input', str(pairs), '--out', str(tmp_path / 'o'), '--misaligned',
+                                               'keep', '--scales', '4', '--variants', '1', '--max-size', '160']) == 0
     printed = capsys.readouterr().out
     assert 'KEPT although not registered' in printed and 'wrote train: 3, test: 1' in printed
     assert _read(tmp_path / 'o' / 'test' / 'HR' / 'VIS' / 'shifted.png').shape == (120, 160, 3)  # default split

@@ -1,4 +1,4 @@
-"""Tests of ``tools/create_lmdb.py``: conversion of a split folder to LMDBs, round trip, and input errors."""
+"""Tests of ``tools/create_lmdb.py`` (:mod:`cspsr_arch.prep.lmdb`): conversion of a split folder to LMDBs, round trip, and input errors."""
 from __future__ import annotations
 
 import subprocess
@@ -9,9 +9,10 @@ from types import ModuleType
 import cv2
 import numpy as np
 import pytest
-from conftest import load_tool
 
-REPO = Path(__file__).resolve().parents[1]
+from cspsr_arch.prep import commands, lmdb
+
+REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / 'tools' / 'create_lmdb.py'
 KEYS = ('0001', '0002', 'scene_3')
 HR_SIZE = (24, 24)
@@ -22,8 +23,8 @@ STREAMS = ('HR/VIS', 'HR/NIR', 'HR/DISP_L', 'HR/DISP_R', 'LR_bicubic/X2/VIS', 'L
 
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
-    """Import the tool from its path (``tools/`` is not a package)."""
-    return load_tool('create_lmdb')
+    """The library behind the tool."""
+    return lmdb
 
 
 def _image(rng: np.random.Generator, stream: str, height: int, width: int) -> np.ndarray:
@@ -243,7 +244,7 @@ def test_error_meta_info_mismatch(tool: ModuleType, tmp_path: Path) -> None:
 
 
 def test_main_returns_2_on_user_error(tool: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert tool.main(['--input', str(tmp_path / 'missing')]) == 2
+    assert commands.create_lmdb(['--input', str(tmp_path / 'missing')]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / 'missing') in err and 'Traceback' not in err
 

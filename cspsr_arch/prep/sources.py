@@ -1,6 +1,6 @@
 """Source layouts of the public RGB-NIR data sets, and the sparse disparity (keypoint) text format.
 
-``tools/prepare_data.py`` converts these layouts to the canonical one of ``datasets/README.md``;
+``tools/prepare_data.py`` (:mod:`cspsr_arch.prep.prepare`) converts these layouts to the canonical one of ``datasets/README.md``;
 :func:`read_sparse_disparity` reads back the sparse ground truth it writes (``<split>/DISP_SPARSE``).
 
 Layouts (names as on the command line):
@@ -19,18 +19,17 @@ Layouts (names as on the command line):
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep.split import check_key, images_by_stem, list_images
 
 PathLike = Union[str, Path]
 
 LAYOUTS = ('rgbnir-stereo', 'nirscene', 'ranus', 'pairs')
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 STEREO_SPLITS: Dict[str, tuple] = {
     'train': ('20170221_1357', '20170222_0715', '20170222_1207', '20170222_1638', '20170223_0920', '20170223_1217',
               '20170223_1445', '20170224_1022'),
@@ -44,8 +43,6 @@ PAPER_TEST_EVERY = 5
 NIRSCENE_CATEGORIES = ('country', 'field', 'forest', 'indoor', 'mountain', 'oldbuilding', 'street', 'urban', 'water')
 DEFAULT_SPLITS: Dict[str, tuple] = {'rgbnir-stereo': ('train', 'test'), 'nirscene': ('test', ), 'ranus': ('test', ),
                                     'pairs': ('test', )}
-# Keys become file names, LMDB keys and meta_info entries: printable ASCII, no spaces, no dots.
-KEY_RE = re.compile(r'^[\x21-\x7e]+$')
 SPARSE_HEADER = ('# x y d c: column and row (0-based pixels of this image, left/VIS view), disparity d in pixels '
                  '(the NIR/right-view match is at column x - d), material class c')
 
@@ -64,46 +61,6 @@ class SourcePair(NamedTuple):
     vis: str
     nir: str
     keypoints: Optional[str] = None
-
-
-def check_key(key: str, path: PathLike) -> str:
-    """Return ``key`` if it can be a file name, LMDB key and meta_info entry, else raise.
-
-    Args:
-        key: The key made from a source file name.
-        path: The source file, for the message.
-    """
-    if not KEY_RE.match(key) or '.' in key:
-        raise CSPSRInputError(f'{path}: the output key {key!r} made from this file name is not usable (keys must be '
-                              'printable ASCII without spaces or dots); rename the VIS and NIR files.')
-    return key
-
-
-def _images(folder: Path) -> List[Path]:
-    """Image files directly inside ``folder``, sorted by name.
-
-    Args:
-        folder: The folder to list.
-    """
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def _by_stem(files: Sequence[Path], suffix: str = '') -> Dict[str, Path]:
-    """Map ``stem without suffix`` -> file for the files whose stem ends with ``suffix`` (case-insensitive).
-
-    Args:
-        files: Image files.
-        suffix: Stem suffix such as ``'_rgb'``; empty: every file.
-    """
-    found: Dict[str, Path] = {}
-    for path in files:
-        if not path.stem.lower().endswith(suffix):
-            continue
-        name = path.stem[:len(path.stem) - len(suffix)]
-        if name in found:
-            raise CSPSRInputError(f'two files for the same image: {found[name]} and {path}; keep one of them.')
-        found[name] = path
-    return found
 
 
 def match_pairs(vis: Dict[str, Path], nir: Dict[str, Path], prefix: str = '') -> List[SourcePair]:
@@ -303,16 +260,16 @@ def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = N
     if layout == 'pairs':
         if subset is not None:
             raise CSPSRInputError('--subset does not apply to the pairs layout; move the pairs you want into a folder.')
-        files = _images(root)
-        pairs = match_pairs(_by_stem(files, '_rgb'), _by_stem(files, '_nir'))
+        files = list_images(root)
+        pairs = match_pairs(images_by_stem(files, '_rgb'), images_by_stem(files, '_nir'))
         if not pairs:
             raise CSPSRInputError(f'{root} holds no <name>_rgb.<ext> / <name>_nir.<ext> image pairs.')
         return {splits[0]: pairs}
     if layout == 'nirscene':
         pairs = []
         for category in _choose(NIRSCENE_CATEGORIES, subset, 'category'):
-            files = _images(_subfolder(root, category, 'category'))
-            pairs += match_pairs(_by_stem(files, '_rgb'), _by_stem(files, '_nir'), prefix=f'{category}_')
+            files = list_images(_subfolder(root, category, 'category'))
+            pairs += match_pairs(images_by_stem(files, '_rgb'), images_by_stem(files, '_nir'), prefix=f'{category}_')
         return {splits[0]: pairs}
     rgb_root, nir_root = _subfolder(root, 'RGB', 'RGB'), _subfolder(root, 'NIR', 'NIR')
     sequences = sorted(p.name for p in rgb_root.iterdir() if p.is_dir())
@@ -322,7 +279,8 @@ def scan_layout(layout: str, root: PathLike, splits: Optional[Sequence[str]] = N
         if not nir_dir.is_dir():
             raise CSPSRInputError(f'missing NIR folder {nir_dir} for the VIS sequence {rgb_root / seq}; add it or '
                                   'leave the sequence out with --subset.')
-        pairs += match_pairs(_by_stem(_images(rgb_root / seq)), _by_stem(_images(nir_dir)), prefix=f'{seq}_')
+        pairs += match_pairs(images_by_stem(list_images(rgb_root / seq)), images_by_stem(list_images(nir_dir)),
+                             prefix=f'{seq}_')
     orphans = sorted(p.name for p in nir_root.iterdir() if p.is_dir() and p.name not in sequences)
     if orphans:
         raise CSPSRInputError(f'NIR sequence {nir_root / orphans[0]} has no VIS folder {rgb_root / orphans[0]}; add it '

@@ -1,7 +1,7 @@
 """Build a small, deterministic cross-spectral stereo data set (VIS left, NIR right) from the
 photographs that ship inside scikit-image (nothing is downloaded): colour photographs, grey ones
 (cameraman, coins, moon, page, text) coloured by a smooth random tint field, and a composite of its
-brick/grass/gravel textures. Scenes, depth and stereo geometry live in ``cspsr_arch.synthetic.scenes``.
+brick/grass/gravel textures. Scenes, depth and stereo geometry live in ``cspsr_arch.prep.synthetic.scenes``.
 
 The layout written is the canonical one of ``datasets/README.md``. For every scene:
 
@@ -47,10 +47,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from cspsr_arch.data.image_io import decode_disparity, encode_disparity
-from cspsr_arch.synthetic.layout import PNG_PARAMS, to_u8, write_meta_info, write_sample  # noqa: F401 (re-exported)
-from cspsr_arch.synthetic.layout import prepare_split as _prepare_split
-from cspsr_arch.synthetic.scenes import SCENES, crop_box, load_scene, right_view, scene_rng
-from cspsr_arch.synthetic.spectra import GAMMA, nir_response
+from cspsr_arch.prep.split import meta_keys, meta_line, write_meta_info, write_sample
+from cspsr_arch.prep.split import prepare_split as _prepare_split
+from cspsr_arch.prep.synthetic.scenes import SCENES, crop_box, load_scene, right_view, scene_rng
+from cspsr_arch.prep.synthetic.spectra import GAMMA, nir_response
 
 # Test scenes: photographs with fine structure at every depth, the Middlebury motorcycle (with its real
 # disparity) and the cameraman. Dark, noisy scenes stay in training: there, noise in the ground truth,
@@ -196,12 +196,12 @@ def build_dataset(out_dir: str | Path, scales: Sequence[int] = (2, 4), seed: int
             sample = render_scene(name, seed, v, max_size, scales, vis_effects)
             write_sample(root, key, sample, scales)
             h, w = sample['disp_l'].shape
-            meta.append(f'{key}.png ({h},{w},3)')
+            meta.append(meta_line(key, h, w))
             infos.append({'split': split, 'key': key, 'size': (h, w), 'effects': sample['effects'],
                           'disp_l': (float(sample['disp_l'].min()), float(sample['disp_l'].max())),
                           'occluded': float(sample['occ_left'].mean())})
         write_meta_info(root, meta)
-        keys[split] = sorted(m.split('.png')[0] for m in meta)
+        keys[split] = meta_keys(meta)
     return keys, infos
 
 
