@@ -18,9 +18,7 @@ from torch import Tensor
 
 from cspsr_arch.data.image_io import decode
 from cspsr_arch.errors import CSPSRInputError
-
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
-PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+from cspsr_arch.prep.split import IMAGE_EXTENSIONS, PNG_PARAMS, PNG_SIGNATURE
 SUFFIXES = {'vis': ('_rgb', '_vis'), 'nir': ('_nir', ), 'disp': ('_disp', )}
 
 
@@ -166,7 +164,7 @@ def write_png(path: str, img: np.ndarray) -> None:
     """Write an 8- or 16-bit image as PNG, creating the folder; a failed write is an error naming the file."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    if not cv2.imwrite(path, img, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
+    if not cv2.imwrite(path, img, PNG_PARAMS):
         raise CSPSRInputError(f'Cannot write {path}; check the --out folder and the free space.')
 
 

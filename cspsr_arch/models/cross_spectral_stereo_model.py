@@ -3,7 +3,6 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Optional, Tuple
 
-import cv2
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
@@ -18,6 +17,7 @@ from cspsr_arch.archs.cross_spectral_stereo_arch import StereoOutput
 from cspsr_arch.engine.checkpoint import AtomicCheckpointMixin, check_finite_loss
 from cspsr_arch.data.image_io import encode_disparity
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep.split import PNG_PARAMS
 from cspsr_arch.models.stereo_utils import check_flip_geometry
 
 
@@ -144,7 +144,7 @@ class CrossSpectralStereoModel(AtomicCheckpointMixin, SRModel):
             if save_img:
                 tag = current_iter if self.opt['is_train'] else (self.opt['val'].get('suffix') or self.opt['name'])
                 path = osp.join(self.opt['path']['visualization'], dataset_name, f'{name}_disp_{tag}.png')
-                imwrite(encode_disparity(disp), path, params=[cv2.IMWRITE_PNG_COMPRESSION, 3])
+                imwrite(encode_disparity(disp), path, params=PNG_PARAMS)
             count += 1
             if pbar is not None:
                 pbar.update(1)
