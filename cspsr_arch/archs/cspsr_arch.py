@@ -51,7 +51,7 @@ class CSPSR(nn.Module):
     :class:`~cspsr_arch.archs.dmf.DMF`); with ``cvm='none'`` the disparity is zero everywhere, so L_CSSC
     compares NIR_SR with the NIR ground truth of the same (right) view.
 
-    The parameter count at the defaults is close to the paper's 1.298 M (``tests/test_ablation.py`` keeps
+    The parameter count at the defaults is close to the paper's 1.298 M (``tests/test_archs/test_ablation.py`` keeps
     it within 10 %, and the SR network without the CVM within 5 %); the count per part is in
     docs/design_notes.md.
 

@@ -17,7 +17,7 @@ feature map for little arithmetic, and in element-wise passes over whole feature
   the (C, h, w) product ``w_s2 * w_c1`` the plain form builds.
 
 Parameters are the modules' own, so checkpoints and the reference forward passes are unchanged.
-``tests/test_fused_dmf.py`` checks the result against the modules' formulas written out by hand.
+``tests/test_archs/test_fused_dmf.py`` checks the result against the modules' formulas written out by hand.
 """
 from typing import Optional, Tuple
 

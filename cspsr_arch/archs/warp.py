@@ -10,7 +10,7 @@ Sampling is sub-pixel and bilinear, as ``basicsr.archs.arch_util.flow_warp`` sam
 ``(offset, 0)`` (``grid_sample``, pixel-centre aligned, ``align_corners=True``); samples that fall
 outside the source image are zero and are flagged invalid in the returned mask. The grid is built
 here rather than by ``flow_warp``, whose ``grid.requires_grad = False`` splits a ``torch.compile``
-graph in four at every warp (``tests/test_arch_units.py`` checks the two agree).
+graph in four at every warp (``tests/test_archs/test_arch_units.py`` checks the two agree).
 """
 from typing import Tuple
 

@@ -13,7 +13,7 @@ from toy_data import dataset_opt
 from cspsr_arch.archs.hat_arch import HAT, pad_to_window
 from cspsr_arch.engine.options import check_options, load_options
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASELINES = ('EDSR', 'RCAN', 'HAT', 'ConcatNIR')
 CSPSR_ONLY = {'train': ('cssc_opt', 'freeze_disp'), 'path': ('pretrain_network_disp', )}
 PAPER_PARAMS_M = {'EDSR': 1.518, 'RCAN': 15.59, 'HAT': 20.77}  # EDSR baseline, RCAN and HAT of their papers, x4

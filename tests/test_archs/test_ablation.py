@@ -7,7 +7,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from cspsr_arch.engine.options import load_options
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ABLATIONS = {
     'baseline_x4.yml': {'branches': 'vis', 'cvm': 'none'},
     'w_nir_x4.yml': {'branches': 'concat', 'cvm': 'none'},
