@@ -199,19 +199,14 @@ def diagnose(net: nn.Module, batches: List[dict]) -> Dict[str, float]:
         with the dynamic convolution and CSFT, the mean over modules of :func:`dmf_statistics`.
     """
     bare = _bare(net)
-    uses_nir = isinstance(bare, CSPSR) and bare.branches != 'vis'
     dual = isinstance(bare, CSPSR) and bare.branches == 'dual'
     fused = dual and all(isinstance(d.dyconv, DynamicConv) and isinstance(d.fusion, CSFT) for d in bare.dmfs)
     rows = []
     for data in batches:
         lq, gt, disp = data['lq'], data['gt'], data.get('disp')
-        if isinstance(bare, CSPSR):
-            row = input_gradient_share(net, lq, gt, data['lq_nir'], disp)
-            if not uses_nir:
-                row = {**row, 'grad_nir': 0.0, 'nir_to_vis': 0.0}
-        else:
-            row = input_gradient_share(net, lq, gt)
-        row = {'nir_to_vis': row['nir_to_vis']}
+        # a CSPSR that does not read its NIR (branches='vis') gets no NIR gradient: input_gradient_share gives 0
+        nir = data['lq_nir'] if isinstance(bare, CSPSR) else None
+        row = {'nir_to_vis': input_gradient_share(net, lq, gt, nir, disp)['nir_to_vis']}
         if dual:
             share = parameter_gradient_share(net, lq, data['lq_nir'], gt, disp)
             row.update(grad_share_nir_branch=share['nir_branch'], grad_share_cvm=share['cvm'])
