@@ -11,7 +11,8 @@ Usage::
     python tools/benchmark.py --preset quick [--name NAME] [--out results/benchmark] [--models EDSR CSPSR ...]
                               [--ablations] [--real ../shared/data/real_rgbnir] [--threads N] [--train-only]
                               [--iters N] [--network MODEL.KEY=VALUE ...] [--protocol bicubic|camera|both]
-                              [--seeds N] [--country ../shared/data/nirscene_country]
+                              [--seeds N] [--seeds-of MODEL=N ...] [--country ../shared/data/nirscene_country]
+                              [--datasets synthetic country semisynthetic]
 
 ``--protocol both --seeds 2`` trains every model under both protocols, twice each: the tables give the mean and
 spread over seeds, paired per-image differences and the NIR-zeroed / NIR-swapped diagnostics.
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from cspsr_arch.benchmark.pipeline import DEFAULT_COUNTRY, DEFAULT_REAL, run_benchmark
+from cspsr_arch.benchmark.pipeline import DATASETS, DEFAULT_COUNTRY, DEFAULT_REAL, run_benchmark
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -52,6 +53,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--protocol', choices=['bicubic', 'camera', 'both'], default='bicubic',
                    help='bicubic LR inputs (the paper\'s), camera-degraded ones, or both (a table each)')
     p.add_argument('--seeds', type=int, default=1, help='training runs of every model (mean +- std in the tables)')
+    p.add_argument('--seeds-of', nargs='+', default=[], metavar='MODEL=N',
+                   help='train these models another number of times than --seeds, e.g. RCAN=1 HAT=1')
+    p.add_argument('--datasets', nargs='+', default=list(DATASETS), choices=DATASETS,
+                   help='data sets to train and test on (default: all; country alone trains on real NIR only)')
     p.add_argument('--iters', type=int, default=None, help="override the preset's training iterations")
     p.add_argument('--network', nargs='+', default=[], metavar='MODEL.KEY=VALUE',
                    help="change the preset's network options, e.g. CSPSR.norm=instance CSPSR.num_dmf=6 (CSPSR's apply "
@@ -76,12 +81,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         preset = with_networks(preset, args.network)
         models = args.models or [*SR_MODELS, *(['CSPSR_given'] if preset.given_reference else [])]
+        model_seeds = {}
+        for item in args.seeds_of:
+            model, equals, count = item.partition('=')
+            if not (equals and count.isdigit() and int(count) >= 1 and model in models):
+                raise CSPSRInputError(f'--seeds-of {item!r}: expected MODEL=N with N >= 1 and MODEL among {models}.')
+            model_seeds[model] = int(count)
         report = run_benchmark(preset, args.name or preset.name, Path(args.out), models, args.ablations,
                                Path(args.real) if args.real else None,
                                'python tools/benchmark.py ' + ' '.join(a for a in argv if a != '--train-only'),
                                train_only=args.train_only, country=Path(args.country) if args.country else None,
                                protocols=['bicubic', 'camera'] if args.protocol == 'both' else [args.protocol],
-                               seeds=args.seeds, compiled=args.compile)
+                               seeds=args.seeds, compiled=args.compile, model_seeds=model_seeds,
+                               datasets=args.datasets)
     except CSPSRInputError as err:
         print(f'benchmark: error: {err}', file=sys.stderr)
         return 2

@@ -92,7 +92,12 @@ def _semisynthetic(data_root: Path, name: str, source: Path, settings: dict, sca
         f'by scene){notes}.')}
 
 
-def prepare_data(data_root: Path, preset, real: Optional[Path], country: Optional[Path] = None) -> Dict[str, dict]:
+DATASETS = ('synthetic', 'country', 'semisynthetic')
+"""The benchmark's data sets (``--datasets``)."""
+
+
+def prepare_data(data_root: Path, preset, real: Optional[Path], country: Optional[Path] = None,
+                 datasets: Sequence[str] = DATASETS) -> Dict[str, dict]:
     """Generate (or reuse) the benchmark's data sets; return name -> ``dir``, ``keys``, ``description``.
 
     Args:
@@ -100,22 +105,30 @@ def prepare_data(data_root: Path, preset, real: Optional[Path], country: Optiona
         preset: Their settings.
         real: Folder of the six real pairs (semi-synthetic set ``semisynthetic``), or None.
         country: Folder of the EPFL country pairs (semi-synthetic set ``country``), or None.
+        datasets: The sets to use, among :data:`DATASETS` (e.g. ``country`` alone: models trained on real NIR only).
     """
     from cspsr_arch.prep.synthetic.build import build_dataset as build_synthetic
+    unknown = sorted(set(datasets) - set(DATASETS))
+    if unknown or not datasets:
+        raise CSPSRInputError(f'data sets {unknown or "(none)"}: choose among {", ".join(DATASETS)}.')
     data_root.mkdir(parents=True, exist_ok=True)
     scales = list(preset.scales)
     syn, out = dict(preset.synthetic), {}
-    folder = data_root / 'synthetic'
-    settings = plain({'scales': scales, 'seed': 0, **syn})
-    print(f'[benchmark] data: synthetic cross-view set in {folder}', flush=True)
-    record = _generate(folder, settings, lambda: build_synthetic(
-        folder, scales, 0, overwrite=True, **syn))
-    out['synthetic'] = {'dir': folder, 'keys': record['keys'], 'settings': settings, 'description': (
-        f"the embedded synthetic cross-view set (cspsr_arch.prep.synthetic, longest side {syn.get('max_size', 480)} "
-        f"px, {syn.get('variants', 2)} variant(s) per training scene, {syn.get('test_variants', 1)} per test scene; "
-        'VIS camera effects, rendered NIR, dense ground-truth disparity).')}
+    if 'synthetic' in datasets:
+        folder = data_root / 'synthetic'
+        settings = plain({'scales': scales, 'seed': 0, **syn})
+        print(f'[benchmark] data: synthetic cross-view set in {folder}', flush=True)
+        record = _generate(folder, settings, lambda: build_synthetic(
+            folder, scales, 0, overwrite=True, **syn))
+        out['synthetic'] = {'dir': folder, 'keys': record['keys'], 'settings': settings, 'description': (
+            f"the embedded synthetic cross-view set (cspsr_arch.prep.synthetic, longest side "
+            f"{syn.get('max_size', 480)} px, {syn.get('variants', 2)} variant(s) per training scene, "
+            f"{syn.get('test_variants', 1)} per test scene; VIS camera effects, rendered NIR, dense ground-truth "
+            'disparity).')}
     for name, source, settings, policy in (('country', country, preset.country, 'keep'),
                                            ('semisynthetic', real, preset.semisynthetic, 'skip')):
+        if name not in datasets:
+            continue
         if source is None or not source.is_dir():
             print(f'[benchmark] data: no real pairs at {source}: the {name} set is left out', flush=True)
         elif settings:
@@ -182,6 +195,25 @@ def combine_train_splits(data: Dict[str, dict], out: Path, scales: Sequence[int]
             shutil.copyfile(src, dst)
     meta_file.write_text(meta_text)
     return out
+
+
+def training_fingerprint(train_dir: Path, val_dir: Optional[Path], scales: Sequence[int]) -> str:
+    """SHA-256 over the contents of the training and validation splits, what a finished run is checked against:
+    a changed test split (more test scenes) keeps the trained models, a changed training image retrains them.
+
+    Args:
+        train_dir: The combined training split.
+        val_dir: The validation split, or None.
+        scales: Scales whose LR folders count.
+    """
+    import hashlib
+
+    from cspsr_arch.benchmark.evaluation import split_fingerprint
+    digest = hashlib.sha256()
+    for split in (train_dir, val_dir):
+        for scale in scales if split is not None else ():
+            digest.update(split_fingerprint(split, scale).encode())
+    return digest.hexdigest()
 
 
 def _cost(net: dict, scale: int, runs: int, cache: Path, what: str) -> dict:
@@ -262,7 +294,8 @@ def _budget(preset, sample: dict) -> dict:
 
 def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations: bool, real: Optional[Path],
                   command: str, train_only: bool = False, country: Optional[Path] = None,
-                  protocols: Sequence[str] = ('bicubic', ), seeds: int = 1, compiled: bool = False) -> Optional[dict]:
+                  protocols: Sequence[str] = ('bicubic', ), seeds: int = 1, compiled: bool = False,
+                  model_seeds: Optional[Dict[str, int]] = None, datasets: Sequence[str] = DATASETS) -> Optional[dict]:
     """Everything of the module docstring; returns the report dictionary (None with ``train_only``).
 
     Args:
@@ -278,6 +311,8 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
         protocols: ``bicubic`` and/or ``camera``.
         seeds: Training runs per model and protocol.
         compiled: Evaluate through ``torch.compile`` and report compiled training throughput too.
+        model_seeds: Models trained another number of times than ``seeds``.
+        datasets: The data sets to train and test on (:data:`DATASETS`).
     """
     import torch
 
@@ -289,14 +324,14 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
     root = (out / name).resolve()
     (root / 'logs').mkdir(parents=True, exist_ok=True)
     setup_logger(root / 'logs' / 'benchmark.log')
-    data = prepare_data(root / 'data', preset, real, country)
+    data = prepare_data(root / 'data', preset, real, country, datasets)
     val_scenes = {k: v for k, v in preset.val_scenes.items() if k in data}
     train_dir = combine_train_splits(data, root / 'data' / 'train', preset.scales, val_scenes)
     val_dir = combine_train_splits(data, root / 'data' / 'val', preset.scales, val_scenes, validation=True) \
         if val_scenes else None
-    plan = make_plan(ROOT / 'options', train_dir, preset, list(models), ablations, protocols, seeds, val_dir)
-    fingerprint = json.dumps({k: v['settings'] for k, v in data.items()}, sort_keys=True)
-    records = train_all(plan.runs, root, fingerprint)
+    plan = make_plan(ROOT / 'options', train_dir, preset, list(models), ablations, protocols, seeds, val_dir,
+                     model_seeds)
+    records = train_all(plan.runs, root, training_fingerprint(train_dir, val_dir, preset.scales))
     if train_only:
         return None
     results, stereo, ablation = evaluate_all(plan, data, records, root, preset.camera, compiled)
@@ -309,7 +344,8 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
         'machine': {'cpus': os.cpu_count(), 'torch': torch.__version__, 'torch_threads': torch.get_num_threads(),
                     **({'gpu': torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {})},
         'budget': _budget(preset, next(iter(first.values()))[0].opt),
-        'protocols': list(plan.table), 'seeds': seeds, 'camera': plain(preset.camera),
+        'protocols': list(plan.table), 'seeds': seeds, 'model_seeds': dict(model_seeds or {}),
+        'camera': plain(preset.camera),
         'train_images': len((train_dir / META_INFO).read_text().splitlines()),
         'validation': {'images': len((val_dir / META_INFO).read_text().splitlines()) if val_dir else 0,
                        'scenes': plain(val_scenes), 'every': preset.val_every,

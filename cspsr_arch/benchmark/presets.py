@@ -28,6 +28,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import yaml
 
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep.synthetic.scenes import EXTRA_SCENES, SCENES
 
 SR_MODELS: Tuple[str, ...] = ('EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'CSPSR')
 """Models of the main table, in the order of the tables; ``CSPSR_given`` is an optional reference row."""
@@ -95,6 +96,10 @@ class Preset:
     paper_cost: bool = True
 
 
+SYNTHETIC_TEST = ('motorcycle', 'camera', 'coins', 'chelsea', 'rocket', *EXTRA_SCENES)
+"""The synthetic test scenes of ``cpu`` and ``paper``: five of the default scenes and the five test-only extras
+(so the 9 training scenes are the same as before the extras were added)."""
+
 COUNTRY_TEST = tuple(f'{k:04d}' for k in range(40, 52) if k != 49) + ('0070', )
 """The last 12 keys of ``nirscene_country`` (0049 does not exist; 0070 is the last key)."""
 
@@ -119,8 +124,8 @@ QUICK = Preset(
 
 CPU = Preset(
     name='cpu', scales=(4, ),
-    synthetic={'max_size': 480, 'variants': 2, 'test_variants': 2,
-               'test_scenes': ('motorcycle', 'camera', 'coins', 'chelsea', 'rocket')},
+    synthetic={'max_size': 480, 'variants': 2, 'test_variants': 2, 'scenes': SCENES + EXTRA_SCENES,
+               'test_scenes': SYNTHETIC_TEST},
     semisynthetic={'max_size': 480, 'variants': 8, 'test_scenes': ('scene_tree', )},
     country={'max_size': 480, 'variants': 2, 'test_scenes': COUNTRY_TEST, 'misaligned': 'keep'},
     val_scenes={'synthetic': ('coffee', ), 'country': ('0038', '0039')}, val_every=500,
@@ -138,8 +143,8 @@ CPU = Preset(
 
 PAPER = Preset(
     name='paper', scales=(2, 4),
-    synthetic={'max_size': 480, 'variants': 2, 'test_variants': 2,
-               'test_scenes': ('motorcycle', 'camera', 'coins', 'chelsea', 'rocket')},
+    synthetic={'max_size': 480, 'variants': 2, 'test_variants': 2, 'scenes': SCENES + EXTRA_SCENES,
+               'test_scenes': SYNTHETIC_TEST},
     semisynthetic={'max_size': 640, 'variants': 8, 'test_scenes': ('scene_tree', )},
     country={'max_size': 1024, 'variants': 4, 'test_scenes': COUNTRY_TEST, 'misaligned': 'keep'},
     val_scenes={'synthetic': ('coffee', ), 'country': ('0038', '0039')}, val_every=5000,

@@ -138,7 +138,8 @@ def _results_tables(report: dict) -> List[str]:
                           'NIR zeroed (dB) | NIR swapped (dB) | training |',
                           '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
                 for row, r in rows.items():
-                    lines.append(f"| {label(row)} | {_pm(r, 'psnr', 2)} | {_pm(r, 'ssim', 4)} | {_pm(r, 'psnr_y', 2)} | "
+                    once = ' (1 seed)' if r.get('seeds', 1) == 1 and report['seeds'] > 1 else ''
+                    lines.append(f"| {label(row)}{once} | {_pm(r, 'psnr', 2)} | {_pm(r, 'ssim', 4)} | {_pm(r, 'psnr_y', 2)} | "
                                  f"{_vs(r, 'EDSR')} | {_vs(r, 'ConcatNIR')} | {_nir(r, 'zero')} | {_nir(r, 'swap')} | "
                                  f"{_minutes(r.get('train_s'))} |")
                 stereo = report['stereo'].get(f'{protocol}_{scale}')
@@ -222,7 +223,8 @@ def markdown(report: dict) -> str:
                  f'(`degradation: {json.dumps(cam)}`, cspsr_arch/data/degradation.py: low light with Poisson-Gaussian '
                  'noise on the VIS, milder noise on the NIR), drawn anew for every training sample and fixed per test '
                  'image; the ground truth is the clean HR VIS. Each model is trained under each protocol, '
-                 f"{report['seeds']} time(s) with different seeds.")
+                 f"{report['seeds']} time(s) with different seeds" + ''.join(
+                     f"; {model} {n} time(s)" for model, n in report.get('model_seeds', {}).items()) + '.')
     lines.append('')
     val = report['validation']
     lines.append(f"Every model trains on the union of the data sets' training splits ({report['train_images']} "

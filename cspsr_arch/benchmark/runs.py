@@ -262,7 +262,8 @@ class Plan:
 
 
 def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], ablations: bool,
-         protocols: Sequence[str] = ('bicubic', ), seeds: int = 1, val_dir: Optional[Path] = None) -> Plan:
+         protocols: Sequence[str] = ('bicubic', ), seeds: int = 1, val_dir: Optional[Path] = None,
+         model_seeds: Optional[Dict[str, int]] = None) -> Plan:
     """Every run of a benchmark: all models train on ``train_dir``.
 
     Args:
@@ -275,10 +276,16 @@ def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], 
         seeds: Training runs per model, protocol and scale (seeds 0 .. seeds-1); the disparity pre-training
             is shared by a protocol's seeds.
         val_dir: Validation split (learning curves), or None.
+        model_seeds: Models trained another number of times than ``seeds`` (e.g. ``{'HAT': 1}``: the slowest
+            VIS-only baselines once, where the table needs the spread of the NIR-guided models).
     """
     unknown = sorted(set(protocols) - set(PROTOCOLS))
-    if unknown or not protocols or seeds < 1:
-        raise ValueError(f'protocols must be among {PROTOCOLS} and seeds >= 1, got {list(protocols)}, {seeds}.')
+    counts = {m: (model_seeds or {}).get(m, seeds) for m in models}
+    if unknown or not protocols or min(counts.values(), default=seeds) < 1 or seeds < 1:
+        raise ValueError(f'protocols must be among {PROTOCOLS} and seeds >= 1, got {list(protocols)}, {counts}.')
+    extra = sorted(set(model_seeds or {}) - set(models))
+    if extra:
+        raise ValueError(f'seeds given for models that are not trained: {extra}; models: {models}.')
     runs: Dict[str, Run] = {}
     table: Dict[str, Dict[int, Dict[str, List[Run]]]] = {}
     ablation: Dict[str, Run] = {}
@@ -288,9 +295,9 @@ def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], 
             first = Setting(protocol, 0, degradation, val_dir)
             stereo = stereo_run(options_dir, train_dir, scale, preset, first)
             rows: Dict[str, List[Run]] = {m: [] for m in models}
-            for seed in range(seeds):
+            for seed in range(max(counts.values(), default=seeds)):
                 setting = Setting(protocol, seed, degradation, val_dir)
-                for m in models:
+                for m in [m for m in models if seed < counts[m]]:
                     rows[m].append(sr_run(options_dir, m, train_dir, scale, preset, stereo, setting))
             table.setdefault(protocol, {})[scale] = rows
             group = [run for seeded in rows.values() for run in seeded]

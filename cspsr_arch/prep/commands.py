@@ -21,7 +21,7 @@ from cspsr_arch.prep.prepare import prepare
 from cspsr_arch.prep.semisynthetic import MISALIGNED_POLICIES, build_dataset as build_semisynthetic
 from cspsr_arch.prep.sources import DEFAULT_SPLITS, FRAME_LISTS, LAYOUTS
 from cspsr_arch.prep.synthetic.build import DEFAULT_TEST_SCENES, build_dataset as build_synthetic
-from cspsr_arch.prep.synthetic.scenes import SCENES
+from cspsr_arch.prep.synthetic.scenes import EXTRA_SCENES, SCENES
 
 PREPARE_DATA = 'Convert a downloaded RGB-NIR data set to the canonical cross-spectral layout (datasets/README.md).'
 MAKE_SYNTHETIC = ('Build the embedded synthetic cross-spectral stereo set (VIS left, NIR right) from '
@@ -127,8 +127,10 @@ def make_synthetic_rgbnir(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--out', required=True, help='output folder (writes OUT/train and OUT/test)')
     p.add_argument('--scales', type=int, nargs='+', default=[2, 4], help='SR scales (default: 2 4)')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--scenes', nargs='+', default=None, choices=SCENES, help='scenes to use (default: all)')
-    p.add_argument('--test-scenes', nargs='*', default=None, choices=SCENES,
+    p.add_argument('--scenes', nargs='+', default=None, choices=SCENES + EXTRA_SCENES,
+                   help=f'scenes to use (default: {" ".join(SCENES)}; {" ".join(EXTRA_SCENES)} are low-texture extras for '
+                        'test splits)')
+    p.add_argument('--test-scenes', nargs='*', default=None, choices=SCENES + EXTRA_SCENES,
                    help=f'scenes of the test split (default: {" ".join(DEFAULT_TEST_SCENES)})')
     p.add_argument('--max-size', type=int, default=480, help='longest HR side (default: 480)')
     p.add_argument('--variants', type=int, default=2, help='variants per train scene (default: 2)')

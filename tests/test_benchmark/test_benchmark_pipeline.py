@@ -308,3 +308,45 @@ def test_cached_scores_are_recomputed_when_the_test_split_changes(tmp_path):
     (split / 'LR_bicubic' / 'X4' / 'VIS' / 'b.png').write_bytes((split / 'LR_bicubic' / 'X4' / 'VIS' / 'a.png')
                                                                  .read_bytes())  # one LR image replaced
     assert score()['images']['b']['psnr'] != second['images']['b']['psnr']
+
+
+def test_the_training_fingerprint_follows_training_images_not_test_images(tmp_path):
+    from toy_data import make_toy_split
+
+    from cspsr_arch.benchmark.pipeline import training_fingerprint
+    for split in ('train', 'val', 'test'):
+        make_toy_split(tmp_path / split, keys=('a', 'b'), size=32, scales=(4, ))
+    fingerprint = lambda: training_fingerprint(tmp_path / 'train', tmp_path / 'val', [4])
+    first = fingerprint()
+    make_toy_split(tmp_path / 'test', keys=('a', 'b', 'c'), size=32, scales=(4, ), seed=3)  # more test images
+    assert fingerprint() == first  # the trained models stay valid
+    make_toy_split(tmp_path / 'val', keys=('a', 'b'), size=32, scales=(4, ), seed=3)
+    second = fingerprint()
+    assert second != first
+    lr = tmp_path / 'train' / 'LR_bicubic' / 'X4' / 'NIR'
+    (lr / 'b.png').write_bytes((lr / 'a.png').read_bytes())  # one training image replaced
+    assert fingerprint() not in (first, second)
+    assert training_fingerprint(tmp_path / 'train', None, [4]) != fingerprint()
+
+
+def test_models_can_have_their_own_number_of_seeds(tmp_path):
+    from toy_data import make_toy_split
+
+    from cspsr_arch.benchmark.presets import CPU
+    from cspsr_arch.benchmark.runs import plan
+    make_toy_split(tmp_path / 'train', scales=(4, ))
+    runs = plan(ROOT / 'options', tmp_path / 'train', CPU, ['EDSR', 'HAT', 'CSPSR'], ablations=False,
+                protocols=('bicubic', 'camera'), seeds=2, model_seeds={'HAT': 1})
+    for protocol, suffix in (('bicubic', ''), ('camera', '_camera')):
+        rows = runs.table[protocol][4]
+        assert [r.name for r in rows['HAT']] == [f'HAT_x4{suffix}']
+        assert [r.name for r in rows['EDSR']] == [f'EDSR_x4{suffix}', f'EDSR_x4{suffix}_seed1']
+        assert len(rows['CSPSR']) == 2
+    assert len(runs.runs) == 2 * (1 + 2 + 1 + 2)  # per protocol: stereo, EDSR x2, HAT, CSPSR x2
+    for bad in ({'HAT': 0}, {'RCAN': 1}):
+        with pytest.raises(ValueError):
+            plan(ROOT / 'options', tmp_path / 'train', CPU, ['EDSR', 'HAT'], ablations=False, seeds=2, model_seeds=bad)
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'benchmark.py'), '--preset', 'quick', '--out',
+                           str(tmp_path / 'out'), '--models', 'EDSR', '--seeds-of', 'HAT=1'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and '--seeds-of' in proc.stderr and not (tmp_path / 'out').exists()

@@ -255,3 +255,21 @@ def test_refuses_non_empty_split_and_cli(tool: ModuleType, tmp_path: Path, capsy
         tool.make_dataset(tmp_path / 'x', scenes=('nope',))
     with pytest.raises(ValueError):
         tool.make_dataset(tmp_path / 'y', scales=(1, 2), scenes=('color',))
+
+
+def test_test_only_extra_scenes_leave_the_training_split_byte_identical(tool: ModuleType, tmp_path: Path) -> None:
+    from cspsr_arch.prep.synthetic.scenes import EXTRA_SCENES, SCENES
+    assert not set(EXTRA_SCENES) & set(SCENES)  # the default set (the demo's data) is unchanged
+    base = dict(scales=(4, ), max_size=96, variants=1)
+    tool.make_dataset(tmp_path / 'a', scenes=('color', 'coins'), test_scenes=('coins', ), **base)
+    keys = tool.make_dataset(tmp_path / 'b', scenes=('color', 'coins', *EXTRA_SCENES),
+                             test_scenes=('coins', *EXTRA_SCENES), **base)
+    assert sorted(keys['test']) == sorted(['coins', *EXTRA_SCENES]) and keys['train'] == ['color_v0']
+    files = lambda root: {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob('*')) if p.is_file()}
+    assert files(tmp_path / 'a' / 'train') == files(tmp_path / 'b' / 'train')
+    test = tmp_path / 'b' / 'test'
+    for name in EXTRA_SCENES:
+        vis = cv2.imread(str(test / 'HR' / 'VIS' / f'{name}.png'))
+        assert vis is not None and vis.std() > 5  # a real picture, not a blank frame
+    with pytest.raises(ValueError, match='unknown scenes'):
+        tool.make_dataset(tmp_path / 'c', scenes=('color', 'horse'), test_scenes=('horse', ), **base)

@@ -49,7 +49,7 @@ import numpy as np
 from cspsr_arch.data.image_io import decode_disparity, encode_disparity
 from cspsr_arch.prep.split import meta_keys, meta_line, write_meta_info, write_sample
 from cspsr_arch.prep.split import prepare_split as _prepare_split
-from cspsr_arch.prep.synthetic.scenes import SCENES, crop_box, load_scene, right_view, scene_rng
+from cspsr_arch.prep.synthetic.scenes import EXTRA_SCENES, SCENES, crop_box, load_scene, right_view, scene_rng
 from cspsr_arch.prep.synthetic.spectra import GAMMA, nir_response
 
 # Test scenes: photographs with fine structure at every depth, the Middlebury motorcycle (with its real
@@ -158,7 +158,7 @@ def build_dataset(out_dir: str | Path, scales: Sequence[int] = (2, 4), seed: int
         scales: SR scales (integers >= 2).
         seed: seed; the same seed writes byte-identical files.
         test_scenes: scenes of the test split (default ``DEFAULT_TEST_SCENES`` among ``scenes``).
-        scenes: scenes to use (default all of ``SCENES``).
+        scenes: scenes to use (default all of ``SCENES``; ``EXTRA_SCENES`` may be added, for test splits).
         max_size: longest HR side.
         variants: variants per train scene.
         test_variants: variants per test scene (keys ``<scene>`` with one, ``<scene>_v<k>`` with more): other
@@ -175,9 +175,9 @@ def build_dataset(out_dir: str | Path, scales: Sequence[int] = (2, 4), seed: int
     scenes = list(SCENES if scenes is None else scenes)
     if test_scenes is None:
         test_scenes = [s for s in DEFAULT_TEST_SCENES if s in scenes]
-    unknown = sorted(set(scenes) - set(SCENES)) + sorted(set(test_scenes) - set(scenes))
+    unknown = sorted(set(scenes) - set(SCENES + EXTRA_SCENES)) + sorted(set(test_scenes) - set(scenes))
     if unknown:
-        raise ValueError(f'unknown scenes {unknown}; choose from {SCENES}')
+        raise ValueError(f'unknown scenes {unknown}; choose from {SCENES + EXTRA_SCENES}')
     if variants < 1 or test_variants < 1 or max_size < 4 * math.lcm(*scales):
         raise ValueError('variants and test_variants must be >= 1 and max_size at least 4 * lcm(scales)')
     plan = {'train': [(n, v) for n in scenes if n not in test_scenes for v in range(variants)],

@@ -20,6 +20,13 @@ GREY_PHOTOS = {'camera': 'camera.png', 'coins': 'coins.png', 'moon': 'moon.png',
                'text': 'text.png'}
 SCENES: Tuple[str, ...] = ('astronaut', 'chelsea', 'coffee', 'rocket', 'motorcycle', 'retina', 'hubble', 'ihc',
                            'color', 'textures', *GREY_PHOTOS)
+# More scenes, only for test splits (the benchmark's ``cpu`` preset tests on 10 scenes): the other pictures that
+# ship with scikit-image and are not part of ``textures``. They have little fine texture (a microscope cell, a
+# motion-blurred clock, a retina close-up, a rendered phantom, the scikit-image logo), so they are kept out of
+# the default scene list (the demo's data) and add variety, not difficulty, to a test split.
+EXTRA_PHOTOS = {'phantom': 'phantom.png', 'logo': 'logo.png'}
+EXTRA_GREY_PHOTOS = {'cell': 'cell.png', 'clock': 'clock_motion.png', 'microaneurysms': 'microaneurysms.png'}
+EXTRA_SCENES: Tuple[str, ...] = (*EXTRA_PHOTOS, *EXTRA_GREY_PHOTOS)
 
 
 def _data_file(fname: str) -> Path:
@@ -310,7 +317,7 @@ def load_scene(name: str, rng: np.random.Generator, max_size: int, flip: bool) -
     """Clean RGB scene and its left disparity (before cropping), sized to ``max_size``.
 
     Args:
-        name: one of ``SCENES``.
+        name: one of ``SCENES`` or ``EXTRA_SCENES``.
         rng: random generator.
         max_size: longest HR side.
         flip: mirror the scene horizontally (a different, equally valid left view).
@@ -328,14 +335,14 @@ def load_scene(name: str, rng: np.random.Generator, max_size: int, flip: bool) -
         rgb, f = _fit(rgb, max_size)
         d = cv2.resize(d, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA) * f
         d *= rng.uniform(0.85, 1.1)  # another stereo baseline
-    elif name in PHOTOS:
-        rgb = _fit(_read(PHOTOS[name]), max_size)[0]
+    elif name in PHOTOS or name in EXTRA_PHOTOS:
+        rgb = _fit(_read({**PHOTOS, **EXTRA_PHOTOS}[name]), max_size)[0]
         d = None
-    elif name in GREY_PHOTOS:
-        rgb = tint(_fit(_read(GREY_PHOTOS[name], gray=True), max_size)[0], rng)
+    elif name in GREY_PHOTOS or name in EXTRA_GREY_PHOTOS:
+        rgb = tint(_fit(_read({**GREY_PHOTOS, **EXTRA_GREY_PHOTOS}[name], gray=True), max_size)[0], rng)
         d = None
     else:
-        raise ValueError(f'unknown scene {name!r}; choose from {SCENES}')
+        raise ValueError(f'unknown scene {name!r}; choose from {SCENES + EXTRA_SCENES}')
     if flip:
         rgb = rgb[:, ::-1].copy()
         d = None if d is None else d[:, ::-1].copy()
