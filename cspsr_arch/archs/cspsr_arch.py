@@ -80,6 +80,9 @@ class CSPSR(nn.Module):
             branch on the VIS image concatenated with the NIR and its validity mask). Default: ``'dual'``.
         vis_path (str): VIS side of each DMF: ``'fused'`` (paper) or ``'residual_block'`` (a VIS residual
             block plus the fused features, see :class:`~cspsr_arch.archs.dmf.DMF`). Default: ``'fused'``.
+        channel_pool (str): Features CSFT's channel gates pool: ``'normalised'`` (paper) or ``'raw'`` (before
+            the normalisation, which otherwise leaves the gates nearly input-independent; see
+            :class:`~cspsr_arch.archs.csft.CSFT`). Default: ``'normalised'``.
     """
 
     def __init__(self,
@@ -97,7 +100,8 @@ class CSPSR(nn.Module):
                  norm: str = 'batch',
                  global_skip: bool = True,
                  branches: str = 'dual',
-                 vis_path: str = 'fused') -> None:
+                 vis_path: str = 'fused',
+                 channel_pool: str = 'normalised') -> None:
         super().__init__()
         cvm = 'none' if cvm is None else cvm  # BasicSR's --force_yml turns 'none' into None
         if cvm not in CVM_MODES:
@@ -121,8 +125,8 @@ class CSPSR(nn.Module):
         if branches == 'dual':
             self.branch_nir = ShallowBranch(num_nir_ch + 1, num_feat)  # NIR + validity mask of the warp
             self.dmfs = nn.ModuleList(
-                [DMF(num_feat, kernel_size, use_dyconv=use_dyconv, use_csft=use_csft, norm=norm, vis_path=vis_path)
-                 for _ in range(num_dmf)])
+                [DMF(num_feat, kernel_size, use_dyconv=use_dyconv, use_csft=use_csft, norm=norm, vis_path=vis_path,
+                     channel_pool=channel_pool) for _ in range(num_dmf)])
             self.head_nir = ShuffleHead(num_feat, num_nir_ch, upscale)
         else:
             self.body = nn.Sequential(*[ResidualBlockNoBN(num_feat=num_feat) for _ in range(num_dmf)])

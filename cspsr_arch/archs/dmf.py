@@ -73,6 +73,8 @@ class DMF(nn.Module):
         norm (str): Normalisation inside CSFT: ``'batch'``, ``'instance'`` or ``'none'``. Default: ``'batch'``.
         vis_path (str): ``'fused'`` (paper: the VIS features change only through the fused features) or
             ``'residual_block'`` (a VIS residual block plus the fused features). Default: ``'fused'``.
+        channel_pool (str): What CSFT's channel gates pool, see :class:`~cspsr_arch.archs.csft.CSFT`.
+            Default: ``'normalised'`` (paper).
     """
 
     def __init__(self,
@@ -81,13 +83,14 @@ class DMF(nn.Module):
                  use_dyconv: bool = True,
                  use_csft: bool = True,
                  norm: str = 'batch',
-                 vis_path: str = 'fused') -> None:
+                 vis_path: str = 'fused',
+                 channel_pool: str = 'normalised') -> None:
         super().__init__()
         if vis_path not in VIS_PATHS:
             raise ValueError(f'vis_path must be one of {VIS_PATHS}, got {vis_path!r}.')
         self.vis_path = vis_path
         self.dyconv = DynamicConv(num_feat, kernel_size) if use_dyconv else PlainNIRConv(num_feat)
-        self.fusion = CSFT(num_feat, norm=norm) if use_csft else ConcatFusion(num_feat)
+        self.fusion = CSFT(num_feat, norm=norm, channel_pool=channel_pool) if use_csft else ConcatFusion(num_feat)
         self.act = nn.LeakyReLU(0.1, inplace=False)
         self.act_ = nn.LeakyReLU(0.1, inplace=True)
         if vis_path == 'fused':

@@ -102,15 +102,17 @@ def dyconv_csft(dyconv: DynamicConv, csft: CSFT, feat_vis: Tensor, feat_nir: Ten
         w_s2 = torch.sigmoid(from_vis[:, taps + 1:taps + 2]
                              + F.conv2d(nir, cat_nir * a_nir.view(1, -1, 1, 1), None, 1, spatial_cat.padding)
                              + F.conv2d(ones, shift_kernel, None, 1, spatial_cat.padding))
-        gap = torch.cat([a_vis * feat_vis.mean(dim=(2, 3), keepdim=True) + b_vis,
-                         a_nir * nir.mean(dim=(2, 3), keepdim=True) + b_nir], dim=1)
+        mean_vis, mean_nir = feat_vis.mean(dim=(2, 3), keepdim=True), nir.mean(dim=(2, 3), keepdim=True)
+        gap = torch.cat([a_vis * mean_vis + b_vis, a_nir * mean_nir + b_nir] if csft.channel_pool == 'normalised'
+                        else [mean_vis, mean_nir], dim=1)
         w_c1, w_c2 = torch.sigmoid(csft.channel(gap)).chunk(2, dim=1)
         part_nir = torch.addcmul(b_nir * w_c2, nir, a_nir * w_c2)  # = norm(F'_nir) * w_c2
         part_vis = torch.addcmul(b_vis * w_c1, feat_vis, a_vis * w_c1)  # = norm(F_vis) * w_c1
     else:
         vis_n, nir_n = csft.norm_vis(feat_vis), csft.norm_nir(nir)
         w_s2 = torch.sigmoid(conv_on_concat(spatial_cat, vis_n, nir_n))
-        gap = torch.cat([vis_n.mean(dim=(2, 3), keepdim=True), nir_n.mean(dim=(2, 3), keepdim=True)], dim=1)
+        pooled = (vis_n, nir_n) if csft.channel_pool == 'normalised' else (feat_vis, nir)
+        gap = torch.cat([x.mean(dim=(2, 3), keepdim=True) for x in pooled], dim=1)
         w_c1, w_c2 = torch.sigmoid(csft.channel(gap)).chunk(2, dim=1)
         part_nir, part_vis = nir_n * w_c2, vis_n * w_c1
     fused = part_nir.addcmul_(part_vis, w_s2)  # in place: autograd needs neither part_nir's old value

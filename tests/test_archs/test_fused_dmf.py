@@ -31,7 +31,8 @@ def reference_dmf(dmf, vis, nir):
     w_s1 = torch.sigmoid(F.conv2d(vis, csft.spatial_vis.weight, csft.spatial_vis.bias, padding=1))
     vis_n, nir_n = reference_norm(csft.norm_vis, vis), reference_norm(csft.norm_nir, nir_f)
     cat = torch.cat([vis_n, nir_n], 1)
-    w_c = torch.sigmoid(F.conv2d(cat.mean((2, 3), keepdim=True), csft.channel.weight, csft.channel.bias))
+    pooled = cat if csft.channel_pool == 'normalised' else torch.cat([vis, nir_f], 1)
+    w_c = torch.sigmoid(F.conv2d(pooled.mean((2, 3), keepdim=True), csft.channel.weight, csft.channel.bias))
     w_s2 = torch.sigmoid(F.conv2d(cat, csft.spatial_cat.weight, csft.spatial_cat.bias, padding=1))
     vis_f = nir_n * w_s1 * w_c[:, c:] + vis_n * w_s1 * w_s2 * w_c[:, :c]
     act = lambda x: F.leaky_relu(x, 0.1)  # noqa: E731
@@ -39,9 +40,9 @@ def reference_dmf(dmf, vis, nir):
             nir + F.conv2d(act(nir_f), dmf.conv_nir.weight, dmf.conv_nir.bias))
 
 
-def _dmf(norm, training):
+def _dmf(norm, training, channel_pool='normalised'):
     torch.manual_seed(0)
-    dmf = DMF(num_feat=6, kernel_size=3, norm=norm)
+    dmf = DMF(num_feat=6, kernel_size=3, norm=norm, channel_pool=channel_pool)
     with torch.no_grad():
         for p in dmf.parameters():  # away from the near-identity start, so every term matters
             p.normal_(std=0.3)
@@ -52,11 +53,12 @@ def _dmf(norm, training):
     return dmf.train(training)
 
 
-@pytest.mark.parametrize('norm, training', [('batch', False), ('batch', True), ('none', False), ('none', True),
-                                            ('instance', False)])
+@pytest.mark.parametrize('norm, training, channel_pool', [
+    ('batch', False, 'normalised'), ('batch', True, 'normalised'), ('none', False, 'normalised'),
+    ('none', True, 'normalised'), ('instance', False, 'normalised'), ('batch', False, 'raw'), ('batch', True, 'raw')])
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_fused_dmf_matches_the_formulas(norm, training, channels_last):
-    dmf = _dmf(norm, training)
+def test_fused_dmf_matches_the_formulas(norm, training, channel_pool, channels_last):
+    dmf = _dmf(norm, training, channel_pool)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     dmf.to(memory_format=fmt)
     vis = torch.randn(2, 6, 7, 9).contiguous(memory_format=fmt).requires_grad_()
@@ -89,3 +91,31 @@ def test_cspsr_with_fused_dmfs_matches_the_reference_network(monkeypatch):
         ref = net(lq, nir)
     assert torch.allclose(fast.sr, ref.sr, atol=1e-5) and torch.allclose(fast.nir_sr, ref.nir_sr, atol=1e-5)
     assert (fast.sr - F.interpolate(lq, scale_factor=2, mode='bicubic')).abs().max() > 0.05  # the DMFs count
+
+
+@pytest.mark.parametrize('norm', ['instance', 'batch'])
+def test_channel_gates_see_the_image_only_when_pooled_before_the_normalisation(norm):
+    """Instance-normalised maps have the affine shift as their mean whatever the image, and batch-normalised
+    ones (training) have it as the batch mean: the paper's pooling gives every image the same channel gates
+    (instance) or gates independent of a global change of the batch (batch); ``raw`` pooling does not."""
+    from cspsr_arch.archs.csft import CSFT
+    torch.manual_seed(0)
+    gates = {}
+    for pool in ('normalised', 'raw'):
+        csft = CSFT(6, norm=norm, channel_pool=pool).train()
+        with torch.no_grad():
+            for p in csft.parameters():
+                p.normal_(std=0.3)
+        vis, nir = torch.randn(2, 6, 5, 7), torch.randn(2, 6, 5, 7)
+        vis[1] = vis[1] * 3 + 2  # the second image: other channel statistics
+        _, _, w_c1, w_c2, _, _ = csft.weights(vis, nir)
+        _, _, v_c1, v_c2, _, _ = csft.weights(vis * 2 + 1, nir * 2 + 1)  # the whole batch brighter
+        gates[pool] = torch.cat([w_c1, w_c2], 1), torch.cat([v_c1, v_c2], 1)
+    normalised, raw = gates['normalised'], gates['raw']
+    assert torch.allclose(normalised[0], normalised[1], atol=1e-4)  # blind to the change
+    assert (raw[0] - raw[1]).abs().max() > 0.05
+    if norm == 'instance':
+        assert torch.allclose(normalised[0][0], normalised[0][1], atol=1e-5)  # the same gates for both images
+        assert (raw[0][0] - raw[0][1]).abs().max() > 0.05
+    with pytest.raises(ValueError, match='channel_pool'):
+        CSFT(6, channel_pool='after')
