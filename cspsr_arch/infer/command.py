@@ -75,8 +75,8 @@ def run_infer(args: argparse.Namespace) -> int:
                               'name). Without a NIR image, use a VIS-only model (e.g. -opt weights/EDSR_country_camera_'
                               'x4.yml --model weights/EDSR_country_camera_x4.pth).')
     if not reads_nir(arch) and args.disp:
-        raise CSPSRInputError(f'--disp is only read by CSPSR models with cvm: given; {args.opt} builds a {arch}, which '
-                              'reads the VIS image only. Remove --disp.')
+        raise CSPSRInputError(f'--disp is only read by CSPSR models with cvm: given; {args.opt} builds network_g:type '
+                              f'{arch}, which reads the VIS image only. Remove --disp.')
     pairs = discover_pairs(args.vis, args.nir, args.disp)  # input errors before the model is loaded
     if not reads_nir(arch) and args.nir:
         print(f'basicsr infer: {arch} reads the VIS image only; the NIR images of --nir are not used.')
