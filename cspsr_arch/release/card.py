@@ -86,15 +86,22 @@ def card_block(record: dict) -> str:
     """The generated part of the model card: files, scores, budget, data and cost, all from ``record``."""
     budget, files = record['budget'], record['files']
     test_keys = record['data']['test_keys']
+    seeds = sorted({scores.get('seeds', 1) for row, scores in record['scores'].items() if row != 'bicubic'})
     lines = [BEGIN, '', '| file | what | parameters | size | SHA-256 |', '| --- | --- | --- | --- | --- |']
     for row, f in files.items():
         net = record['models'][row]['network_g']
         lines.append(f"| `{f['weights']}` (+ `{f['options']}`) | {row}, `network_g: {net['type']}`, x{record['scale']} "
                      f"| {f['params']:,} | {f['bytes'] / 1e6:.2f} MB | `{f['sha256'][:16]}...` |")
+    lines += [''] + [f"* {row}: {record['models'][row]['description']}" for row in files]
+    lines += [f"* Made by `{record['command']}` (the {record['preset']} preset), then "
+              '`python tools/release_weights.py release --benchmark results/benchmark/'
+              f"{record['benchmark']}`; the benchmark checkpoints' SHA-256: "
+              + ', '.join(f"{row} `{f['source_sha256'][:16]}...`" for row, f in files.items()) + '.']
     lines += ['', f"Test scores on the {len(test_keys)} {record['dataset']} test images ({', '.join(test_keys)}), "
               f"{record['protocol']} protocol, x{record['scale']}, border of {record['scale']} pixels cropped, "
               f"BasicSR's PSNR/SSIM on 8-bit images ({record['benchmark']} benchmark, created {record['created']}; "
-              'one training seed):', '', score_table(record), '']
+              + (f"{seeds[0]} training seed" if len(seeds) == 1 and seeds[0] == 1 else
+                 f"means over {'/'.join(map(str, seeds))} training seeds") + '):', '', score_table(record), '']
     for row, scores in record['scores'].items():
         pair = scores.get('vs_EDSR')
         if pair and row != 'bicubic':

@@ -5,12 +5,13 @@ photograph), never from a model's output: the window of the most detail at the L
 gradient magnitude of the image shrunk by the scale, :func:`crop_box`), which is where strong edges are,
 and so where a network's periodic artefacts (a dotted grid from the pixel shuffle, ringing) would show. Panels are
 enlarged by pixel repetition (no smoothing hides such patterns), labelled, with the crop's PSNR against
-the ground truth when there is one.
+the ground truth when there is one, and a measure of such a grid over the whole image
+(:func:`lattice_peak_ratio`: about 1 without one).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -52,12 +53,50 @@ def crop_box(reference: np.ndarray, size: int, scale: int) -> Tuple[int, int]:
     return top * scale, left * scale
 
 
-def _panel(crop: np.ndarray, zoom: int, title: str, subtitle: str = '') -> np.ndarray:
+def lattice_peak_ratio(img: np.ndarray, period: int, tile: int = 64) -> float:
+    """How strongly an image holds a pattern that repeats every ``period`` pixels (a pixel-shuffle grid).
+
+    A pattern periodic with ``period`` in both directions has all its power at the lattice frequencies
+    ``(a / period, b / period)`` cycles per pixel; natural image content and noise spread theirs. The
+    luminance is cut into ``tile`` x ``tile`` tiles (a multiple of ``period``), each Hann-windowed, and
+    their power spectra averaged (Welch); at every lattice frequency but zero the power is divided by
+    the median power of the bins 2 to 4 bins away from it. The largest of these ratios is about 1 for
+    photographs, interpolation and noise, and grows with a grid or dot pattern of that period.
+
+    Args:
+        img: 8-bit BGR (or grey) image.
+        period: The pattern's period in pixels (the scale factor).
+        tile: Tile side (rounded down to a multiple of ``period``).
+
+    Returns:
+        float: The largest peak-to-neighbourhood power ratio.
+    """
+    grey = (cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img).astype(np.float64)
+    tile = tile // period * period
+    rows, cols = grey.shape[0] // tile, grey.shape[1] // tile
+    if tile < 4 * period or rows == 0 or cols == 0:
+        raise CSPSRInputError(f'an image of {grey.shape[1]}x{grey.shape[0]} is too small for tiles of {tile} with a '
+                              f'period of {period}.')
+    window = np.outer(np.hanning(tile), np.hanning(tile))
+    tiles = grey[:rows * tile, :cols * tile].reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3)
+    tiles = (tiles - tiles.mean(axis=(2, 3), keepdims=True)) * window
+    power = (np.abs(np.fft.fft2(tiles)) ** 2).mean(axis=(0, 1))
+    step, ratios = tile // period, []
+    offsets = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5) if max(abs(dy), abs(dx)) >= 2]
+    for a in range(period):
+        for b in range(period):
+            if a or b:
+                fy, fx = a * step, b * step
+                ring = [power[(fy + dy) % tile, (fx + dx) % tile] for dy, dx in offsets]
+                ratios.append(power[fy, fx] / max(float(np.median(ring)), 1e-12))
+    return float(max(ratios))
+
+
+def _panel(crop: np.ndarray, zoom: int, title: str, lines: Sequence[str] = ()) -> np.ndarray:
     big = cv2.resize(crop, (crop.shape[1] * zoom, crop.shape[0] * zoom), interpolation=cv2.INTER_NEAREST)
-    strip = np.full((40, big.shape[1], 3), 255, np.uint8)
-    cv2.putText(strip, title[:30], (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    if subtitle:
-        cv2.putText(strip, subtitle[:30], (4, 34), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    strip = np.full((22 + 18 * len(lines), big.shape[1], 3), 255, np.uint8)
+    for i, text in enumerate((title, *lines)):
+        cv2.putText(strip, text[:34], (4, 16 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return cv2.copyMakeBorder(np.concatenate([big, strip], axis=0), 2, 2, 2, 2, cv2.BORDER_CONSTANT,
                               value=(255, 255, 255))
 
@@ -76,7 +115,8 @@ def crop_figure(images: Dict[str, np.ndarray], out_path: Path, scale: int, size:
         box: (top, left) of the crop; None: chosen from ``gt``, else from the first image.
 
     Returns:
-        dict: ``box`` [top, left, size] and ``psnr`` per label (empty without ground truth).
+        dict: ``box`` [top, left, size], ``psnr`` of the crop per label (empty without ground truth) and
+        ``grid``, :func:`lattice_peak_ratio` of each whole image (printed under its panel).
     """
     from basicsr.metrics import calculate_psnr
     shapes = {label: img.shape for label, img in images.items()}
@@ -89,15 +129,14 @@ def crop_figure(images: Dict[str, np.ndarray], out_path: Path, scale: int, size:
     else:
         top, left = box
     window = (slice(top, top + size), slice(left, left + size))
-    panels, psnrs = [], {}
-    for label, img in images.items():
-        crop = img[window]
-        if gt is not None:
-            psnrs[label] = float(calculate_psnr(crop, gt[window], 0))
-        panels.append(_panel(crop, zoom, label, f'{psnrs[label]:.2f} dB' if label in psnrs else ''))
-    if gt is not None:
-        panels.append(_panel(gt[window], zoom, 'ground truth'))
+    shown = {**images, **({'ground truth': gt} if gt is not None else {})}
+    psnrs = {label: float(calculate_psnr(img[window], gt[window], 0)) for label, img in images.items()
+             if gt is not None}
+    grids = {label: lattice_peak_ratio(img, scale) for label, img in shown.items()}
+    panels = [_panel(img[window], zoom, label, [f'crop {psnrs[label]:.2f} dB' if label in psnrs else '',
+                                                f'x{scale}-grid peak {grids[label]:.1f}'])
+              for label, img in shown.items()]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out_path), np.concatenate(panels, axis=1), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise CSPSRInputError(f'Cannot write {out_path}.')
-    return {'box': [int(top), int(left), size], 'psnr': psnrs}
+    return {'box': [int(top), int(left), size], 'psnr': psnrs, 'grid': grids}
