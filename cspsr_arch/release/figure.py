@@ -133,8 +133,8 @@ def crop_figure(images: Dict[str, np.ndarray], out_path: Path, scale: int, size:
     psnrs = {label: float(calculate_psnr(img[window], gt[window], 0)) for label, img in images.items()
              if gt is not None}
     grids = {label: lattice_peak_ratio(img, scale) for label, img in shown.items()}
-    panels = [_panel(img[window], zoom, label, [f'crop {psnrs[label]:.2f} dB' if label in psnrs else '',
-                                                f'x{scale}-grid peak {grids[label]:.1f}'])
+    panels = [_panel(img[window], zoom, label, ([f'crop {psnrs[label]:.2f} dB' if label in psnrs else '']
+                                                if psnrs else []) + [f'x{scale}-grid peak {grids[label]:.1f}'])
               for label, img in shown.items()]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out_path), np.concatenate(panels, axis=1), [cv2.IMWRITE_PNG_COMPRESSION, 9]):

@@ -138,3 +138,12 @@ def test_bad_input_for_vis_only_networks(tmp_path, capsys):
     err = _error(capsys, ['infer', '-opt', str(disc), '--model', str(tmp_path / 'disc.pth')] + base[5:])
     assert 'VGGStyleDiscriminator does not run on a (1, 3, h, w) RGB image' in err
     assert not (tmp_path / 'out').exists()
+
+
+def test_onnx_export_tool_refuses_a_vis_only_network(tmp_path, capsys):
+    from cspsr_arch.infer.onnx import export_checked
+    _, opt, ckpt = _model(tmp_path, 'EDSR')
+    assert export_checked(str(opt), str(ckpt), out=str(tmp_path / 'e.onnx')) == 2
+    err = capsys.readouterr().err
+    assert 'builds network_g:type EDSR: this tool exports CSPSR models' in err and 'torch.onnx.export' in err
+    assert not (tmp_path / 'e.onnx').exists()
