@@ -78,7 +78,8 @@ def _figure(args: argparse.Namespace) -> int:
     info = crop_figure(images, args.out, args.scale, args.size, args.zoom, gt, box)
     print(f'figure: {args.out} ({args.out.stat().st_size / 1e3:.0f} kB), crop {info["box"]}'
           + (', crop PSNR ' + ', '.join(f'{k} {v:.2f} dB' for k, v in info['psnr'].items()) if info['psnr'] else '')
-          + f", x{args.scale}-grid peak (whole image) " + ', '.join(f'{k} {v:.1f}' for k, v in info['grid'].items()))
+          + ', grid / phase modulation at the edges of the whole image: '
+          + ', '.join(f'{k} {v[0]:.2f} / {v[1]:.2f}' for k, v in info['grid'].items()))
     return 0
 
 

@@ -5,8 +5,8 @@ photograph), never from a model's output: the window of the most detail at the L
 gradient magnitude of the image shrunk by the scale, :func:`crop_box`), which is where strong edges are,
 and so where a network's periodic artefacts (a dotted grid from the pixel shuffle, ringing) would show. Panels are
 enlarged by pixel repetition (no smoothing hides such patterns), labelled, with the crop's PSNR against
-the ground truth when there is one, and a measure of such a grid over the whole image
-(:func:`lattice_peak_ratio`: about 1 without one).
+the ground truth when there is one, and two measures of such a pattern at the strongest edges of the whole
+image (:func:`grid_pattern`).
 """
 from __future__ import annotations
 
@@ -53,43 +53,50 @@ def crop_box(reference: np.ndarray, size: int, scale: int) -> Tuple[int, int]:
     return top * scale, left * scale
 
 
-def lattice_peak_ratio(img: np.ndarray, period: int, tile: int = 64) -> float:
-    """How strongly an image holds a pattern that repeats every ``period`` pixels (a pixel-shuffle grid).
-
-    A pattern periodic with ``period`` in both directions has all its power at the lattice frequencies
-    ``(a / period, b / period)`` cycles per pixel; natural image content and noise spread theirs. The
-    luminance is cut into ``tile`` x ``tile`` tiles (a multiple of ``period``), each Hann-windowed, and
-    their power spectra averaged (Welch); at every lattice frequency but zero the power is divided by
-    the median power of the bins 2 to 4 bins away from it. The largest of these ratios is about 1 for
-    photographs, interpolation and noise, and grows with a grid or dot pattern of that period.
+def edge_mask(reference: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+    """The strongest edges of an image: the ``fraction`` of pixels with the largest gradient of its luminance
+    smoothed by a Gaussian of 2 pixels (structures, not noise).
 
     Args:
-        img: 8-bit BGR (or grey) image.
-        period: The pattern's period in pixels (the scale factor).
-        tile: Tile side (rounded down to a multiple of ``period``).
+        reference: 8-bit BGR image (the bicubic one, so every panel is measured on the same pixels).
+        fraction: Share of the pixels kept.
+    """
+    grey = cv2.GaussianBlur(cv2.cvtColor(reference, cv2.COLOR_BGR2GRAY).astype(np.float64), (0, 0), 2)
+    grad = np.hypot(cv2.Sobel(grey, cv2.CV_64F, 1, 0), cv2.Sobel(grey, cv2.CV_64F, 0, 1))
+    return grad > np.quantile(grad, 1 - fraction)
+
+
+def grid_pattern(img: np.ndarray, mask: np.ndarray, scale: int) -> Tuple[float, float]:
+    """How much an image's fine detail at ``mask`` depends on the pixel's place in the ``scale`` x ``scale``
+    cell of the LR grid: what a dotted grid or lines from the pixel shuffle change, and natural detail not.
+
+    The detail is the luminance minus its Gaussian blur (1 pixel). Over the ``scale**2`` phases
+    ``(y % scale, x % scale)`` of the masked pixels:
+
+    * ``grid``: half the range of its mean, in grey levels. A pattern locked to the LR grid adds the same
+      sign at the same phase and raises it; natural detail averages out to a fraction of a grey level.
+    * ``modulation``: the largest over the smallest mean of its magnitude. 1 for an image with no relation
+      to the grid (the ground truth); bicubic interpolation itself is sharper at some phases than at others.
+
+    Args:
+        img: 8-bit BGR image at the output size.
+        mask: Boolean (H, W) pixels to measure (:func:`edge_mask` of the bicubic image).
+        scale: The LR grid's period in output pixels.
 
     Returns:
-        float: The largest peak-to-neighbourhood power ratio.
+        tuple[float, float]: ``(grid, modulation)``.
     """
-    grey = (cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img).astype(np.float64)
-    tile = tile // period * period
-    rows, cols = grey.shape[0] // tile, grey.shape[1] // tile
-    if tile < 4 * period or rows == 0 or cols == 0:
-        raise CSPSRInputError(f'an image of {grey.shape[1]}x{grey.shape[0]} is too small for tiles of {tile} with a '
-                              f'period of {period}.')
-    window = np.outer(np.hanning(tile), np.hanning(tile))
-    tiles = grey[:rows * tile, :cols * tile].reshape(rows, tile, cols, tile).transpose(0, 2, 1, 3)
-    tiles = (tiles - tiles.mean(axis=(2, 3), keepdims=True)) * window
-    power = (np.abs(np.fft.fft2(tiles)) ** 2).mean(axis=(0, 1))
-    step, ratios = tile // period, []
-    offsets = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5) if max(abs(dy), abs(dx)) >= 2]
-    for a in range(period):
-        for b in range(period):
-            if a or b:
-                fy, fx = a * step, b * step
-                ring = [power[(fy + dy) % tile, (fx + dx) % tile] for dy, dx in offsets]
-                ratios.append(power[fy, fx] / max(float(np.median(ring)), 1e-12))
-    return float(max(ratios))
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float64)
+    detail = grey - cv2.GaussianBlur(grey, (0, 0), 1)
+    means, magnitudes = [], []
+    for a in range(scale):
+        for b in range(scale):
+            here = detail[a::scale, b::scale][mask[a::scale, b::scale]]
+            if here.size == 0:
+                raise CSPSRInputError(f'no measured pixel at the phase ({a}, {b}) of the x{scale} grid: the mask is empty.')
+            means.append(here.mean())
+            magnitudes.append(np.abs(here).mean())
+    return float((max(means) - min(means)) / 2), float(max(magnitudes) / max(min(magnitudes), 1e-12))
 
 
 def _panel(crop: np.ndarray, zoom: int, title: str, lines: Sequence[str] = ()) -> np.ndarray:
@@ -116,7 +123,8 @@ def crop_figure(images: Dict[str, np.ndarray], out_path: Path, scale: int, size:
 
     Returns:
         dict: ``box`` [top, left, size], ``psnr`` of the crop per label (empty without ground truth) and
-        ``grid``, :func:`lattice_peak_ratio` of each whole image (printed under its panel).
+        ``grid``: :func:`grid_pattern` of each whole image at the strongest edges of the first one (printed
+        under its panel).
     """
     from basicsr.metrics import calculate_psnr
     shapes = {label: img.shape for label, img in images.items()}
@@ -132,9 +140,11 @@ def crop_figure(images: Dict[str, np.ndarray], out_path: Path, scale: int, size:
     shown = {**images, **({'ground truth': gt} if gt is not None else {})}
     psnrs = {label: float(calculate_psnr(img[window], gt[window], 0)) for label, img in images.items()
              if gt is not None}
-    grids = {label: lattice_peak_ratio(img, scale) for label, img in shown.items()}
+    mask = edge_mask(images[next(iter(images))])
+    grids = {label: grid_pattern(img, mask, scale) for label, img in shown.items()}
     panels = [_panel(img[window], zoom, label, ([f'crop {psnrs[label]:.2f} dB' if label in psnrs else '']
-                                                if psnrs else []) + [f'x{scale}-grid peak {grids[label]:.1f}'])
+                                                if psnrs else []) + [f'grid {grids[label][0]:.2f}, phase mod. '
+                                                                     f'{grids[label][1]:.2f}'])
               for label, img in shown.items()]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out_path), np.concatenate(panels, axis=1), [cv2.IMWRITE_PNG_COMPRESSION, 9]):

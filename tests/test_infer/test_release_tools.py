@@ -1,11 +1,11 @@
-"""Tools of the release (``tools/release_weights.py``): the grid measure of the crop figures, the crop choice,
+"""Tools of the release (``tools/release_weights.py``): the grid measures of the crop figures, the crop choice,
 the figure file, and the refusal of country keys that are not test keys."""
 import cv2
 import numpy as np
 import pytest
 
 from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.release.figure import crop_box, crop_figure, lattice_peak_ratio
+from cspsr_arch.release.figure import crop_box, crop_figure, edge_mask, grid_pattern
 
 
 def _smooth(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -15,20 +15,23 @@ def _smooth(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(img * 200 + 20 + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
 
 
-def test_lattice_peak_ratio_finds_a_grid_of_the_scale_period_only():
-    img = _smooth(192, 256)
-    assert lattice_peak_ratio(img, 4) < 2  # photographs and noise: about 1
-    grid = np.zeros(img.shape[:2])
-    grid[::4, ::4] = 12  # a dotted grid every 4 pixels, 12 grey levels
-    dotted = np.clip(img + grid[..., None], 0, 255).astype(np.uint8)
-    assert lattice_peak_ratio(dotted, 4) > 100  # measured: 272
-    noise = np.random.default_rng(3).normal(128, 20, (512, 512)).clip(0, 255).astype(np.uint8)
-    assert 0.8 < lattice_peak_ratio(noise, 4) < 1.4  # white noise: the lattice bins are like their neighbours
-    stripes = np.zeros(img.shape[:2])
-    stripes[:, ::3] = 12  # period 3: not the x4 lattice
-    assert lattice_peak_ratio(np.clip(img + stripes[..., None], 0, 255).astype(np.uint8), 4) < 2
-    with pytest.raises(CSPSRInputError, match='too small'):
-        lattice_peak_ratio(img[:10, :10], 4)
+def test_grid_pattern_finds_a_grid_locked_to_the_lr_pixels_at_edges():
+    gt = _smooth(192, 256)
+    lr = cv2.resize(gt, (64, 48), interpolation=cv2.INTER_AREA)
+    bicubic = cv2.resize(lr, (256, 192), interpolation=cv2.INTER_CUBIC)
+    mask = edge_mask(bicubic)
+    assert abs(mask.mean() - 0.1) < 0.01
+    grid, modulation = grid_pattern(gt, mask, 4)
+    assert grid < 0.5 and modulation < 1.25  # detail unrelated to the LR grid (measured: 0.14, 1.19)
+    assert grid_pattern(bicubic, mask, 4)[1] > 1.3  # interpolation is sharper near the LR samples (1.38)
+    dots = np.zeros(gt.shape[:2])
+    dots[1::4, 2::4] = 8  # a dotted grid of 8 grey levels at one phase of the x4 cell
+    dotted = np.clip(gt + (dots * mask)[..., None], 0, 255).astype(np.uint8)
+    assert 2.5 < grid_pattern(dotted, mask, 4)[0] < 4.5  # measured: 3.8
+    shifted = np.clip(gt + (np.roll(dots, 1, axis=1) * mask)[..., None], 0, 255).astype(np.uint8)
+    assert grid_pattern(shifted, mask, 4)[0] > 2.5  # at any phase
+    with pytest.raises(CSPSRInputError, match='mask is empty'):
+        grid_pattern(gt, np.zeros(gt.shape[:2], bool), 4)
 
 
 def test_crop_box_picks_the_strong_edges_an_lr_image_holds():
