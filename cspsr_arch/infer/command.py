@@ -1,10 +1,13 @@
-"""``basicsr infer``: super-resolve VIS/NIR pairs with a trained CSPSR and write PNGs.
+"""``basicsr infer``: super-resolve VIS/NIR pairs with a trained CSPSR (or VIS images with a VIS-only
+network such as EDSR) and write PNGs.
 
 ::
 
     basicsr infer -opt options/train_CSPSR_x4.yml --model experiments/CSPSR_x4/models/net_g_latest.pth \\
         --vis LR/VIS --nir LR/NIR --out results/infer [--tile 256 --tile-overlap 16] [--ensemble] [--bits 16] \\
         [--compile]
+    basicsr infer -opt weights/EDSR_country_camera_x4.yml --model weights/EDSR_country_camera_x4.pth \\
+        --vis LR/VIS --out results/infer_edsr
 """
 import argparse
 import os
@@ -21,7 +24,8 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', default=None,
                         help='checkpoint (.pth); default: path:pretrain_network_g of the options')
     parser.add_argument('--vis', required=True, help='LR VIS (left view) image, or folder of them')
-    parser.add_argument('--nir', required=True, help='LR NIR (right view) image, or folder of them (matched by name)')
+    parser.add_argument('--nir', default=None, help='LR NIR (right view) image, or folder of them (matched by name); '
+                        'needed by CSPSR models, not read by VIS-only ones (EDSR, RCAN, HAT)')
     parser.add_argument('--disp', default=None,
                         help='left disparity (16-bit PNG, round(d*256), LR pixels) or folder; for cvm: given models')
     parser.add_argument('--out', required=True, help='output folder (or a .png file for a single pair)')
@@ -56,14 +60,27 @@ def _device(name: str) -> torch.device:
 
 def run_infer(args: argparse.Namespace) -> int:
     """Run ``basicsr infer`` with parsed arguments; returns the exit status (errors raise CSPSRInputError)."""
-    from cspsr_arch.infer.model import load_inference_model
+    from cspsr_arch.infer.model import load_inference_model, network_options
     from cspsr_arch.infer.pairs import discover_pairs, load_pair, output_paths, write_png
     from cspsr_arch.infer.tiling import super_resolve
+    from cspsr_arch.infer.vis_only import reads_nir
 
     if args.tile < 0 or args.tile_overlap < 0:
         raise CSPSRInputError('--tile and --tile-overlap must be >= 0.')
     device = _device(args.device)
+    arch = network_options(args.opt)['type']
+    if reads_nir(arch) and not args.nir:
+        raise CSPSRInputError(f'{args.opt} builds a {arch}, which super-resolves the VIS image with the help of a NIR '
+                              'image of the same scene: pass --nir (the LR NIR image, or a folder of them matched by '
+                              'name). Without a NIR image, use a VIS-only model (e.g. -opt weights/EDSR_country_camera_'
+                              'x4.yml --model weights/EDSR_country_camera_x4.pth).')
+    if not reads_nir(arch) and args.disp:
+        raise CSPSRInputError(f'--disp is only read by CSPSR models with cvm: given; {args.opt} builds network_g:type '
+                              f'{arch}, which reads the VIS image only. Remove --disp.')
     pairs = discover_pairs(args.vis, args.nir, args.disp)  # input errors before the model is loaded
+    if not reads_nir(arch) and args.nir:
+        print(f'basicsr infer: {arch} reads the VIS image only; the NIR images of --nir are not used.')
+        pairs = [pair._replace(nir=None) for pair in pairs]
     net = load_inference_model(args.opt, args.model, args.param_key, args.scale, device)
     if net.cvm == 'given' and not args.disp:
         raise CSPSRInputError(f"{args.opt} builds a CSPSR with cvm: given, which warps the NIR image by a disparity "
@@ -90,7 +107,7 @@ def run_infer(args: argparse.Namespace) -> int:
     if tiles is not None:
         tiles.close()
     where = args.out if len(pairs) > 1 or not args.out.lower().endswith('.png') else os.path.dirname(args.out) or '.'
-    print(f'basicsr infer: wrote {len(pairs)} image(s) to {where} (x{net.upscale}, '
+    print(f'basicsr infer: wrote {len(pairs)} image(s) to {where} ({getattr(net, "arch", "CSPSR")} x{net.upscale}, '
           f'{"tiles of " + str(args.tile) if args.tile else "untiled"}, {time.time() - start:.1f} s)')
     return 0
 

@@ -144,10 +144,15 @@ def export_checked(opt_path: str, model_path: Optional[str] = None, param_key: O
     import cspsr_arch  # noqa: F401  (registers CSPSR)
     from cspsr_arch.errors import CSPSRInputError
     from cspsr_arch.infer.model import load_inference_model
+    from cspsr_arch.infer.vis_only import VisOnlySR
     try:
         if (vis is None) != (nir is None):
             raise CSPSRInputError('--vis and --nir go together.')
         net = load_inference_model(opt_path, model_path, param_key)
+        if isinstance(net, VisOnlySR):
+            raise CSPSRInputError(f'{opt_path} builds network_g:type {net.arch}: this tool exports CSPSR models (VIS '
+                                  'and NIR inputs, several outputs); a VIS-only network exports with '
+                                  'torch.onnx.export(net, lq, ...) directly.')
         wrapper = ExportWrapper(net).eval()
         out = out or str(Path(model_path or 'cspsr').with_suffix('.onnx'))
         inputs = pair_inputs(wrapper, vis, nir) if vis else sample_inputs(wrapper, check_size, 1)

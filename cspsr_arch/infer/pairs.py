@@ -3,13 +3,15 @@
 ``--vis`` and ``--nir`` are two files, or two folders whose images are matched by name: ``a.png`` with
 ``a.png`` (or ``a.tif``), and a trailing ``_rgb``/``_vis``/``_nir`` in the name is ignored
 (``a_rgb.png`` with ``a_nir.png``), so both may also be the same folder. ``--disp`` (left disparity
-for ``cvm: given`` networks) is a file or folder matched the same way. Images are decoded by
+for ``cvm: given`` networks) is a file or folder matched the same way. VIS-only networks need no ``--nir``:
+``--vis`` alone is then a file or a folder of images, where names ending with ``_nir``/``_disp`` are
+skipped (so a folder of pairs serves too). Images are decoded by
 :func:`cspsr_arch.data.image_io.decode`, as in training: 8- or 16-bit, scaled to [0, 1]; VIS with 3
 channels (4: alpha dropped); NIR with 1 channel or 3 equal ones; disparity as 16-bit ``round(d * 256)``.
 """
 import os
 import re
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -23,19 +25,19 @@ SUFFIXES = {'vis': ('_rgb', '_vis'), 'nir': ('_nir', ), 'disp': ('_disp', )}
 
 
 class Pair(NamedTuple):
-    """One input pair: output key, VIS file, NIR file and optional disparity file."""
+    """One input pair: output key, VIS file, NIR file (None for VIS-only networks) and optional disparity file."""
 
     key: str
     vis: str
-    nir: str
+    nir: Optional[str]
     disp: Optional[str] = None
 
 
 class LoadedPair(NamedTuple):
-    """Decoded tensors of a pair (1, c, h, w), RGB VIS, and the bit depth of the VIS file."""
+    """Decoded tensors of a pair (1, c, h, w), RGB VIS, and the bit depth of the VIS file (no NIR: None)."""
 
     vis: Tensor
-    nir: Tensor
+    nir: Optional[Tensor]
     disp: Optional[Tensor]
     bits: int
 
@@ -48,11 +50,20 @@ def _key(name: str, kind: str) -> str:
     return stem
 
 
-def _listing(folder: str, kind: str, same_folder: bool) -> Dict[str, str]:
-    """key -> file for the images of ``folder``; in a shared folder only the names with ``kind``'s suffix."""
+def _listing(folder: str, kind: str, same_folder: bool, skip: Tuple[str, ...] = ()) -> Dict[str, str]:
+    """key -> file for the images of ``folder``; in a shared folder only the names with ``kind``'s suffix.
+
+    Args:
+        folder (str): The folder.
+        kind (str): ``vis``, ``nir`` or ``disp`` (its suffixes are dropped from the keys).
+        same_folder (bool): Other streams' files are in the folder too: take only names with ``kind``'s suffix.
+        skip (tuple[str, ...]): Kinds whose suffixed names are left out (a VIS-only listing of a folder of pairs).
+    """
     files: Dict[str, str] = {}
     for name in sorted(os.listdir(folder)):
         if not name.lower().endswith(IMAGE_EXTENSIONS) or not os.path.isfile(os.path.join(folder, name)):
+            continue
+        if any(_key(name, other) != os.path.splitext(name)[0] for other in skip):
             continue
         key = _key(name, kind)
         if same_folder and key == os.path.splitext(name)[0]:
@@ -69,20 +80,36 @@ def _check_exists(path: str, option: str) -> None:
         raise CSPSRInputError(f'{option} {path} does not exist: give an image file or a folder of images.')
 
 
-def discover_pairs(vis: str, nir: str, disp: Optional[str] = None) -> List[Pair]:
+def _vis_only(vis: str) -> List[Pair]:
+    """The images of ``--vis`` alone (VIS-only networks): a file, or a folder without its NIR/disparity files."""
+    if os.path.isfile(vis):
+        return [Pair(_key(os.path.basename(vis), 'vis'), vis, None)]
+    listing = _listing(vis, 'vis', False, skip=('nir', 'disp'))
+    if not listing:
+        raise CSPSRInputError(f'--vis {vis} holds no images ({", ".join(IMAGE_EXTENSIONS)}) other than NIR '
+                              f'({"/".join(SUFFIXES["nir"])}) or disparity ones.')
+    return [Pair(key, os.path.join(vis, name), None) for key, name in sorted(listing.items())]
+
+
+def discover_pairs(vis: str, nir: Optional[str], disp: Optional[str] = None) -> List[Pair]:
     """Match ``--vis``, ``--nir`` (and ``--disp``) into pairs.
 
     Args:
         vis (str): VIS image file or folder.
-        nir (str): NIR image file or folder.
+        nir (str | None): NIR image file or folder; None: the VIS images alone (VIS-only networks).
         disp (str | None): Disparity file or folder.
 
     Returns:
         list[Pair]: Sorted by key.
     """
-    paths = {'vis': vis, 'nir': nir, **({'disp': disp} if disp else {})}
+    paths = {'vis': vis, **({'nir': nir} if nir else {}), **({'disp': disp} if disp else {})}
     for kind, path in paths.items():
         _check_exists(path, f'--{kind}')
+    if not nir:
+        if disp:
+            raise CSPSRInputError('--disp without --nir: a disparity relates the VIS image to a NIR image; pass both '
+                                  '(cvm: given CSPSR models), or neither (VIS-only networks).')
+        return _vis_only(vis)
     if all(os.path.isfile(p) for p in paths.values()):
         return [Pair(_key(os.path.basename(vis), 'vis'), vis, nir, disp)]
     if not all(os.path.isdir(p) for p in paths.values()):
@@ -139,11 +166,11 @@ def load_pair(pair: Pair, device: torch.device) -> LoadedPair:
         device (torch.device): Where the tensors go.
 
     Returns:
-        LoadedPair: Tensors (1, c, h, w): VIS in RGB order, NIR, disparity in LR pixels.
+        LoadedPair: Tensors (1, c, h, w): VIS in RGB order, NIR (None without a NIR file), disparity in LR pixels.
     """
     vis_buf = _read_bytes(pair.vis)
     vis = decode(vis_buf, pair.vis, 'vis')
-    arrays = {'nir': _read(pair.nir, 'nir')}
+    arrays = {'nir': _read(pair.nir, 'nir')} if pair.nir else {}
     if pair.disp:
         arrays['disp'] = _read(pair.disp, 'disp')
     for kind, arr in arrays.items():
@@ -156,8 +183,8 @@ def load_pair(pair: Pair, device: torch.device) -> LoadedPair:
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).unsqueeze(0).float().to(device)
 
     rgb = vis[:, :, ::-1]
-    return LoadedPair(tensor(rgb), tensor(arrays['nir']), tensor(arrays['disp']) if 'disp' in arrays else None,
-                      bit_depth(vis_buf))
+    return LoadedPair(tensor(rgb), tensor(arrays['nir']) if 'nir' in arrays else None,
+                      tensor(arrays['disp']) if 'disp' in arrays else None, bit_depth(vis_buf))
 
 
 def write_png(path: str, img: np.ndarray) -> None:

@@ -10,6 +10,9 @@ margins grow the result approaches the untiled one. It stays approximate because
 attention pools over the whole network input (a tile's statistics are not the image's), and with
 ``norm: instance`` the normalisation does too.
 
+VIS-only networks (:class:`~cspsr_arch.infer.vis_only.VisOnlySR`) run the same way without a NIR image
+(``nir`` None) and without a disparity margin.
+
 The optional self-ensemble averages the output with that of the vertically flipped pair, flipped back:
 a vertical flip keeps the horizontal epipolar geometry (a horizontal flip would swap the views).
 """
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cspsr_arch.archs.cspsr_arch import CSPSR
+from cspsr_arch.infer.vis_only import InferenceNet
 
 
 class Box(NamedTuple):
@@ -72,12 +75,12 @@ def input_window(core: Box, height: int, width: int, overlap: int, disp_margins:
                max(core.x0 - overlap - left, 0), min(core.x1 + overlap + right, width))
 
 
-def disparity_margins(net: CSPSR, disp: Optional[Tensor]) -> Tuple[int, int]:
+def disparity_margins(net: InferenceNet, disp: Optional[Tensor]) -> Tuple[int, int]:
     """Columns a tile window must add on its left and right so every match of the tile is inside it.
 
     Args:
         net (CSPSR): The network: with ``cvm='learned'`` its search range ``[min_disp, max_disp]`` counts;
-            with ``cvm='none'`` nothing is warped.
+            with ``cvm='none'`` (and VIS-only networks) nothing is warped.
         disp (Tensor | None): Given left disparity (``cvm='given'``), LR pixels.
 
     Returns:
@@ -92,19 +95,20 @@ def disparity_margins(net: CSPSR, disp: Optional[Tensor]) -> Tuple[int, int]:
     return max(math.ceil(high), 0) + 1, max(math.ceil(-low), 0) + 1  # +1: bilinear sampling reads x and x+1
 
 
-def _forward(net: CSPSR, vis: Tensor, nir: Tensor, disp: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+def _forward(net: InferenceNet, vis: Tensor, nir: Optional[Tensor],
+             disp: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
     out = net(vis, nir, disp)
     return out.sr, out.nir_sr
 
 
-def forward_pair(net: CSPSR, vis: Tensor, nir: Tensor, disp: Optional[Tensor] = None,
+def forward_pair(net: InferenceNet, vis: Tensor, nir: Optional[Tensor], disp: Optional[Tensor] = None,
                  ensemble: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
     """Run ``net`` on one window, optionally averaged with the vertically flipped window.
 
     Args:
-        net (CSPSR): Network in eval mode.
+        net (CSPSR | VisOnlySR): Network in eval mode.
         vis (Tensor): LR VIS (1, 3, h, w), RGB in [0, 1].
-        nir (Tensor): LR NIR (1, 1, h, w).
+        nir (Tensor | None): LR NIR (1, 1, h, w); None for VIS-only networks.
         disp (Tensor | None): Left disparity (1, 1, h, w) for ``cvm='given'``.
         ensemble (bool): Average with the vertical-flip pass.
 
@@ -113,7 +117,8 @@ def forward_pair(net: CSPSR, vis: Tensor, nir: Tensor, disp: Optional[Tensor] = 
     """
     sr, nir_sr = _forward(net, vis, nir, disp)
     if ensemble:
-        flipped = _forward(net, vis.flip(-2), nir.flip(-2), None if disp is None else disp.flip(-2))
+        flipped = _forward(net, vis.flip(-2), None if nir is None else nir.flip(-2),
+                           None if disp is None else disp.flip(-2))
         sr = (sr + flipped[0].flip(-2)) / 2
         if nir_sr is not None:
             nir_sr = (nir_sr + flipped[1].flip(-2)) / 2
@@ -143,7 +148,8 @@ def iter_windows(height: int, width: int, tile: Optional[int], overlap: int,
         yield core, input_window(core, height, width, overlap if tile else 0, margins)
 
 
-def super_resolve(net: CSPSR, vis: Tensor, nir: Tensor, disp: Optional[Tensor] = None, tile: Optional[int] = None,
+def super_resolve(net: InferenceNet, vis: Tensor, nir: Optional[Tensor], disp: Optional[Tensor] = None,
+                  tile: Optional[int] = None,
                   overlap: int = 16, ensemble: bool = False, bits: int = 8, with_nir: bool = False,
                   progress=None) -> TiledResult:
     """Super-resolve a whole LR pair, tile by tile when ``tile`` is set.
@@ -152,9 +158,9 @@ def super_resolve(net: CSPSR, vis: Tensor, nir: Tensor, disp: Optional[Tensor] =
     activations and the quantised output are held in memory.
 
     Args:
-        net (CSPSR): Network in eval mode.
+        net (CSPSR | VisOnlySR): Network in eval mode.
         vis (Tensor): LR VIS (1, 3, h, w), RGB in [0, 1], on the network's device.
-        nir (Tensor): LR NIR (1, 1, h, w).
+        nir (Tensor | None): LR NIR (1, 1, h, w); None for VIS-only networks.
         disp (Tensor | None): LR left disparity (1, 1, h, w), for ``cvm='given'``.
         tile (int | None): Tile side in LR pixels; None or 0: the whole image at once.
         overlap (int): Context margin around each tile, LR pixels. Default: 16.
@@ -181,7 +187,8 @@ def super_resolve(net: CSPSR, vis: Tensor, nir: Tensor, disp: Optional[Tensor] =
     with torch.no_grad():
         for core, win in windows:
             crop = (slice(None), slice(None), slice(win.y0, win.y1), slice(win.x0, win.x1))
-            sr, nir_sr = forward_pair(net, vis[crop], nir[crop], None if disp is None else disp[crop], ensemble)
+            sr, nir_sr = forward_pair(net, vis[crop], None if nir is None else nir[crop],
+                                      None if disp is None else disp[crop], ensemble)
             keep = (slice(scale * (core.y0 - win.y0), scale * (core.y1 - win.y0)),
                     slice(scale * (core.x0 - win.x0), scale * (core.x1 - win.x0)))
             dest = (slice(scale * core.y0, scale * core.y1), slice(scale * core.x0, scale * core.x1))
