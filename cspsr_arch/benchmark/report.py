@@ -138,7 +138,8 @@ def _results_tables(report: dict) -> List[str]:
                           'NIR zeroed (dB) | NIR swapped (dB) | training |',
                           '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
                 for row, r in rows.items():
-                    once = ' (1 seed)' if r.get('seeds', 1) == 1 and report['seeds'] > 1 else ''
+                    fewer = row != 'bicubic' and r.get('seeds', 1) == 1 and report['seeds'] > 1
+                    once = ' (1 seed)' if fewer else ''
                     lines.append(f"| {label(row)}{once} | {_pm(r, 'psnr', 2)} | {_pm(r, 'ssim', 4)} | {_pm(r, 'psnr_y', 2)} | "
                                  f"{_vs(r, 'EDSR')} | {_vs(r, 'ConcatNIR')} | {_nir(r, 'zero')} | {_nir(r, 'swap')} | "
                                  f"{_minutes(r.get('train_s'))} |")
