@@ -16,8 +16,12 @@ $(STAMP): setup.py
 
 venv: $(STAMP)
 
+# One pytest-xdist worker per core (JOBS=N for N, JOBS=0 for one process); --dist loadfile keeps each test
+# file on one worker, so a module-scoped fixture (the quick benchmark in test_benchmark_pipeline.py, the
+# trained model of test_infer_command.py, ...) is built once. tests/conftest.py gives each worker its share
+# of the cores' threads.
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(or $(JOBS),auto) --dist loadfile tests
 
 demo: $(STAMP)
 	$(PY) tools/demo.py

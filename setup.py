@@ -46,7 +46,8 @@ setup(
     extras_require={
         # tools/export_onnx.py: torch.onnx's torch.export-based exporter needs onnxscript; the check runs onnxruntime
         'onnx': ONNX_REQUIRES,
-        'test': ['pytest>=7', *ONNX_REQUIRES],
+        # pytest-xdist: `make test` runs the suite on every core (-n auto)
+        'test': ['pytest>=7', 'pytest-xdist>=3', *ONNX_REQUIRES],
         # `make mutants` (mutation testing of the core modules; not part of CI)
         'mutation': ['pytest>=7', 'mutmut>=3.3'],
     },
