@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Sequence
 
-import numpy as np
 from torch import Tensor
 
 from cspsr_arch.errors import CSPSRInputError
@@ -98,14 +97,10 @@ def write_inputs(sample: CameraSample, folder: Path) -> tuple:
     Returns:
         tuple[Path, Path, Path]: The VIS, NIR and ground-truth files.
     """
-    import cv2
-    folder.mkdir(parents=True, exist_ok=True)
+    from basicsr.utils import tensor2img
 
-    def png(t: Tensor, path: Path) -> Path:
-        img = np.round(t[0].clamp(0, 1).numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
-        if not cv2.imwrite(str(path), img[:, :, ::-1] if img.shape[2] == 3 else img):
-            raise CSPSRInputError(f'Cannot write {path}.')
-        return path
-
-    return (png(sample.lq, folder / f'{sample.key}_rgb.png'), png(sample.lq_nir, folder / f'{sample.key}_nir.png'),
-            png(sample.gt, folder / f'{sample.key}_gt.png'))
+    from cspsr_arch.infer.pairs import write_png
+    paths = (folder / f'{sample.key}_rgb.png', folder / f'{sample.key}_nir.png', folder / f'{sample.key}_gt.png')
+    for image, path in zip((sample.lq, sample.lq_nir, sample.gt), paths):
+        write_png(str(path), tensor2img(image))  # 8-bit, BGR for colour, as cv2 writes it
+    return paths
