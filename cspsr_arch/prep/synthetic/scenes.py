@@ -27,6 +27,7 @@ SCENES: Tuple[str, ...] = ('astronaut', 'chelsea', 'coffee', 'rocket', 'motorcyc
 EXTRA_PHOTOS = {'phantom': 'phantom.png', 'logo': 'logo.png'}
 EXTRA_GREY_PHOTOS = {'cell': 'cell.png', 'clock': 'clock_motion.png', 'microaneurysms': 'microaneurysms.png'}
 EXTRA_SCENES: Tuple[str, ...] = (*EXTRA_PHOTOS, *EXTRA_GREY_PHOTOS)
+_COLOUR_FILES, _GREY_FILES = {**PHOTOS, **EXTRA_PHOTOS}, {**GREY_PHOTOS, **EXTRA_GREY_PHOTOS}
 
 
 def _data_file(fname: str) -> Path:
@@ -335,11 +336,11 @@ def load_scene(name: str, rng: np.random.Generator, max_size: int, flip: bool) -
         rgb, f = _fit(rgb, max_size)
         d = cv2.resize(d, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA) * f
         d *= rng.uniform(0.85, 1.1)  # another stereo baseline
-    elif name in PHOTOS or name in EXTRA_PHOTOS:
-        rgb = _fit(_read({**PHOTOS, **EXTRA_PHOTOS}[name]), max_size)[0]
+    elif name in _COLOUR_FILES:
+        rgb = _fit(_read(_COLOUR_FILES[name]), max_size)[0]
         d = None
-    elif name in GREY_PHOTOS or name in EXTRA_GREY_PHOTOS:
-        rgb = tint(_fit(_read({**GREY_PHOTOS, **EXTRA_GREY_PHOTOS}[name], gray=True), max_size)[0], rng)
+    elif name in _GREY_FILES:
+        rgb = tint(_fit(_read(_GREY_FILES[name], gray=True), max_size)[0], rng)
         d = None
     else:
         raise ValueError(f'unknown scene {name!r}; choose from {SCENES + EXTRA_SCENES}')
