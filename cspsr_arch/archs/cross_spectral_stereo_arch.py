@@ -58,7 +58,9 @@ def correlation_volume(feat_left: Tensor, feat_right: Tensor, min_disp: int, max
     padded = F.pad(feat_right, (left_pad, right_pad))
     costs = [(feat_left * padded[..., left_pad - d:left_pad - d + width]).sum(dim=1)
              for d in range(min_disp, max_disp + 1)]
-    return torch.stack(costs, dim=1)
+    # stacked last, viewed as (n, D, h, w): channels-last like the features, so the aggregation's
+    # concatenation and convolutions need no layout conversion
+    return torch.stack(costs, dim=-1).permute(0, 3, 1, 2)
 
 
 def local_contrast(img: Tensor, window: int = 9, eps: float = 0.02) -> Tensor:

@@ -179,6 +179,7 @@ class CSPSR(nn.Module):
             CSPSROutput: ``(sr, nir_sr, disp_l, disp_r)``.
         """
         self._check_inputs(lq, lq_nir, disp)
+        lq_planar = lq  # bicubic upsampling of the global skip is faster on planar (NCHW) images
         lq, lq_nir = lq.contiguous(memory_format=torch.channels_last), lq_nir.contiguous(memory_format=torch.channels_last)
         disp_l, disp_r = self.match(lq, lq_nir, disp, disp_r)
         if self.cvm == 'none':
@@ -199,7 +200,7 @@ class CSPSR(nn.Module):
         sr = self.head_vis(self.conv_after_vis(deep_vis).add_(feat_vis))
         if self.global_skip:
             size = sr.shape[-2:]
-            sr = sr + F.interpolate(lq, size=size, mode='bicubic', align_corners=False)
+            sr = sr + F.interpolate(lq_planar.contiguous(), size=size, mode='bicubic', align_corners=False)
             if nir_sr is not None:
                 nir_sr = nir_sr + F.interpolate(nir, size=size, mode='bicubic', align_corners=False)
         return CSPSROutput(sr, nir_sr, disp_l, disp_r)

@@ -1,5 +1,6 @@
 """Dynamic (per-pixel) convolution: the first step of a DMF module."""
 import math
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,16 +20,88 @@ def conv_on_concat(conv: nn.Conv2d, first: Tensor, second: Tensor) -> Tensor:
     return out + F.conv2d(second, weight[:, split:], None, conv.stride, conv.padding, conv.dilation)
 
 
+def _taps(kernel_size: int, height: int, width: int) -> Iterator[Tuple[int, Tuple[slice, slice], Tuple[slice, slice]]]:
+    """Each tap ``idx`` of a k x k window with the output rectangle ``(oy, ox)`` it reaches inside the image
+    and the input rectangle ``(iy, ix)`` it reads (the zero padding adds nothing outside them)."""
+    pad = kernel_size // 2
+    for idx in range(kernel_size * kernel_size):
+        dy, dx = idx // kernel_size - pad, idx % kernel_size - pad
+        if abs(dy) >= height or abs(dx) >= width:
+            continue
+        # output rows y with 0 <= y + dy < height, columns likewise
+        out_rect = (slice(max(-dy, 0), height - max(dy, 0)), slice(max(-dx, 0), width - max(dx, 0)))
+        in_rect = (slice(max(dy, 0), height + min(dy, 0)), slice(max(dx, 0), width + min(dx, 0)))
+        yield idx, out_rect, in_rect
+
+
+def _filter(feat: Tensor, kernels: Tensor, kernel_size: int) -> Tensor:
+    """The dynamic filtering without autograd: the centre tap, then each other tap added in place."""
+    centre = (kernel_size * kernel_size) // 2
+    out = feat * kernels[:, centre:centre + 1]
+    for idx, (oy, ox), (iy, ix) in _taps(kernel_size, *feat.shape[-2:]):
+        if idx != centre:
+            out[:, :, oy, ox].addcmul_(feat[:, :, iy, ix], kernels[:, idx:idx + 1, oy, ox])  # fused, in place
+    return out
+
+
+def _filter_padded(feat: Tensor, kernels: Tensor, kernel_size: int) -> Tensor:
+    """The dynamic filtering over a zero-padded copy, for ``torch.compile``.
+
+    Inductor fuses these taps (and their autograd backward pass) into a few loops. In-place updates of
+    sub-rectangles, as :func:`_filter` makes, become scatters in its graph, which its weight-freezing
+    passes for inference cannot handle.
+    """
+    pad, (height, width) = kernel_size // 2, feat.shape[-2:]
+    padded = F.pad(feat, (pad, pad, pad, pad))
+    out = padded[:, :, 0:height, 0:width] * kernels[:, 0:1]
+    for idx in range(1, kernel_size * kernel_size):
+        i, j = divmod(idx, kernel_size)
+        out.addcmul_(padded[:, :, i:i + height, j:j + width], kernels[:, idx:idx + 1])
+    return out
+
+
+class _PixelKernels(torch.autograd.Function):
+    """:func:`apply_pixel_kernels` with a hand-written backward pass.
+
+    Autograd through the tap-by-tap forward pass records two slices and a product per tap, and its
+    backward pass writes each slice's gradient into a zero tensor of the whole input before adding it
+    up; here the input gradient is the adjoint filtering (each tap's rectangle added in place) and the
+    kernel gradient one channel sum per tap. Only ``feat`` and ``kernels`` are kept for the backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, feat: Tensor, kernels: Tensor, kernel_size: int) -> Tensor:
+        ctx.save_for_backward(feat, kernels)
+        ctx.kernel_size = kernel_size
+        return _filter(feat, kernels, kernel_size)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor], None]:
+        feat, kernels = ctx.saved_tensors
+        kernel_size, centre = ctx.kernel_size, (ctx.kernel_size**2) // 2
+        grad_feat = grad_kernels = None
+        if ctx.needs_input_grad[0]:  # d out[y] / d feat[y + d] = kernels[tap d, y]
+            grad_feat = grad_out * kernels[:, centre:centre + 1]
+            for idx, (oy, ox), (iy, ix) in _taps(kernel_size, *feat.shape[-2:]):
+                if idx != centre:
+                    grad_feat[:, :, iy, ix].addcmul_(grad_out[:, :, oy, ox], kernels[:, idx:idx + 1, oy, ox])
+        if ctx.needs_input_grad[1]:  # d out[c, y] / d kernels[tap d, y] = feat[c, y + d]
+            grad_kernels = torch.zeros_like(kernels)
+            for idx, (oy, ox), (iy, ix) in _taps(kernel_size, *feat.shape[-2:]):
+                grad_kernels[:, idx, oy, ox] = (grad_out[:, :, oy, ox] * feat[:, :, iy, ix]).sum(1)
+        return grad_feat, grad_kernels, None
+
+
 def apply_pixel_kernels(feat: Tensor, kernels: Tensor, kernel_size: int) -> Tensor:
     """Filter ``feat`` with a k x k kernel that varies per pixel and is shared by all channels.
 
     ``out[n, c, y, x] = sum_{i,j} kernels[n, i*k+j, y, x] * feat[n, c, y+i-k//2, x+j-k//2]`` (zero padded).
-    It is computed tap by tap, each tap a fused multiply-add in place (``addcmul_``), so the memory stays
-    that of two feature maps instead of the k*k-times larger ``unfold`` tensor; time is k*k fused
-    multiply-adds per element. Without autograd each tap covers only the rectangle of output pixels whose
-    shifted input lies inside the image (the zero padding adds nothing elsewhere), which saves the padded
-    copy of ``feat``; with autograd the taps run over a padded copy, as in-place updates of sub-rectangles
-    would make the backward pass copy the whole gradient once per tap.
+    It is computed tap by tap, each tap a fused multiply-add in place (``addcmul_``) over the rectangle
+    of output pixels whose shifted input lies inside the image (the zero padding adds nothing elsewhere),
+    so the memory stays that of two feature maps, without the k*k-times larger ``unfold`` tensor or a
+    padded copy; time is k*k fused multiply-adds per element. With autograd a hand-written backward pass
+    (:class:`_PixelKernels`) replaces the per-tap slices autograd would record. Under ``torch.compile``
+    the taps run over a padded copy, which inductor fuses (:func:`_filter_padded`).
 
     Args:
         feat (Tensor): Features (n, c, h, w).
@@ -38,26 +111,11 @@ def apply_pixel_kernels(feat: Tensor, kernels: Tensor, kernel_size: int) -> Tens
     Returns:
         Tensor: Filtered features (n, c, h, w).
     """
-    pad = kernel_size // 2
-    height, width = feat.shape[-2:]
+    if torch.compiler.is_compiling():
+        return _filter_padded(feat, kernels, kernel_size)
     if torch.is_grad_enabled() and (feat.requires_grad or kernels.requires_grad):
-        padded = F.pad(feat, (pad, pad, pad, pad))
-        out = padded[:, :, 0:height, 0:width] * kernels[:, 0:1]
-        for idx in range(1, kernel_size * kernel_size):
-            i, j = divmod(idx, kernel_size)
-            out.addcmul_(padded[:, :, i:i + height, j:j + width], kernels[:, idx:idx + 1])  # fused, in place
-        return out
-    centre = (kernel_size * kernel_size) // 2
-    out = feat * kernels[:, centre:centre + 1]
-    for idx in range(kernel_size * kernel_size):
-        dy, dx = idx // kernel_size - pad, idx % kernel_size - pad
-        if idx == centre or abs(dy) >= height or abs(dx) >= width:
-            continue
-        # output rows y with 0 <= y + dy < height, columns likewise
-        oy, ox = slice(max(-dy, 0), height - max(dy, 0)), slice(max(-dx, 0), width - max(dx, 0))
-        iy, ix = slice(max(dy, 0), height + min(dy, 0)), slice(max(dx, 0), width + min(dx, 0))
-        out[:, :, oy, ox].addcmul_(feat[:, :, iy, ix], kernels[:, idx:idx + 1, oy, ox])  # fused, in place
-    return out
+        return _PixelKernels.apply(feat, kernels, kernel_size)
+    return _filter(feat, kernels, kernel_size)
 
 
 class DynamicConv(nn.Module):

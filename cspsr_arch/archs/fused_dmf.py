@@ -19,7 +19,8 @@ feature map for little arithmetic, and in element-wise passes over whole feature
 Parameters are the modules' own, so checkpoints and the reference forward passes are unchanged.
 ``tests/test_archs/test_fused_dmf.py`` checks the result against the modules' formulas written out by hand.
 """
-from typing import Optional, Tuple
+import contextlib
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +29,39 @@ from torch import Tensor, nn
 from cspsr_arch.archs.csft import CSFT
 from cspsr_arch.archs.dynamic_conv import DynamicConv, apply_pixel_kernels, conv_on_concat
 
+CHANNEL_BLOCK = 8
+_PAD_CHANNELS = [True]
+
+
+@contextlib.contextmanager
+def unpadded_convolutions() -> Iterator[None]:
+    """Within it, :func:`_conv` convolves without the zero output channels (e.g. to count the network's
+    own FLOPs, not the padding's)."""
+    _PAD_CHANNELS[0] = False
+    try:
+        yield
+    finally:
+        _PAD_CHANNELS[0] = True
+
+
 def _conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], padding) -> Tensor:
-    """``conv2d(x, weight, bias)`` with the weight (a slice or a stack) in the memory format of ``x``."""
+    """``conv2d(x, weight, bias)`` with the weight (a slice or a stack) in the memory format of ``x``.
+
+    The output channels are padded with zero filters up to a multiple of :data:`CHANNEL_BLOCK` and the
+    result is a view of the first ones: oneDNN computes output channels in blocks of 8 (AVX2) or 16
+    (AVX-512), and a convolution with 9 or 11 outputs took longer than one with 16 on the CPU
+    (docs/benchmark.md, Profiling). Not under ``torch.compile``, which chooses the layouts itself.
+    """
+    out_ch = weight.size(0)
+    pad = -out_ch % CHANNEL_BLOCK if out_ch > 1 and _PAD_CHANNELS[0] and not torch.compiler.is_compiling() else 0
+    if pad:
+        weight = torch.cat([weight, weight.new_zeros(pad, *weight.shape[1:])])
+        if bias is not None:
+            bias = torch.cat([bias, bias.new_zeros(pad)])
     if x.is_contiguous(memory_format=torch.channels_last):
         weight = weight.contiguous(memory_format=torch.channels_last)
-    return F.conv2d(x, weight, bias, 1, padding)
+    out = F.conv2d(x, weight, bias, 1, padding)
+    return out[:, :out_ch] if pad else out
 
 
 def fixed_affine(norm: nn.Module, num_feat: int, like: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
@@ -88,7 +117,7 @@ def dyconv_csft(dyconv: DynamicConv, csft: CSFT, feat_vis: Tensor, feat_nir: Ten
         weights.append(cat_vis * affine_vis[0].view(1, num_feat, 1, 1))
         biases.append(spatial_cat.bias)
     from_vis = _conv(feat_vis, torch.cat(weights), torch.cat(biases), predict.padding)
-    logits = from_vis[:, :taps] + _conv(feat_nir, predict.weight[:, num_feat:], None, predict.padding)[:, :taps]
+    logits = from_vis[:, :taps] + _conv(feat_nir, predict.weight[:, num_feat:], None, predict.padding)
     nir = apply_pixel_kernels(feat_nir, torch.softmax(logits, dim=1), dyconv.kernel_size)
     w_s1 = torch.sigmoid(from_vis[:, taps:taps + 1])
 
@@ -106,8 +135,10 @@ def dyconv_csft(dyconv: DynamicConv, csft: CSFT, feat_vis: Tensor, feat_nir: Ten
         gap = torch.cat([a_vis * mean_vis + b_vis, a_nir * mean_nir + b_nir] if csft.channel_pool == 'normalised'
                         else [mean_vis, mean_nir], dim=1)
         w_c1, w_c2 = torch.sigmoid(csft.channel(gap)).chunk(2, dim=1)
-        part_nir = torch.addcmul(b_nir * w_c2, nir, a_nir * w_c2)  # = norm(F'_nir) * w_c2
-        part_vis = torch.addcmul(b_vis * w_c1, feat_vis, a_vis * w_c1)  # = norm(F_vis) * w_c1
+        # = norm(F'_nir) * w_c2 and norm(F_vis) * w_c1; a product then an in-place sum is faster than
+        # addcmul with a (1, C, 1, 1) first operand, which broadcasts slowly
+        part_nir = (nir * (a_nir * w_c2)).add_(b_nir * w_c2)
+        part_vis = (feat_vis * (a_vis * w_c1)).add_(b_vis * w_c1)
     else:
         vis_n, nir_n = csft.norm_vis(feat_vis), csft.norm_nir(nir)
         w_s2 = torch.sigmoid(conv_on_concat(spatial_cat, vis_n, nir_n))

@@ -5,7 +5,9 @@ Steps (each reuses what an earlier run finished):
 
 1. the synthetic cross-spectral stereo set is written to ``datasets/demo``
    (:func:`cspsr_arch.prep.synthetic.build.make_dataset`);
-2. ``basicsr train --auto_resume`` trains each option file (BasicSR's own pipeline);
+2. ``basicsr train --auto_resume`` trains each option file (BasicSR's own pipeline), eager or through
+   ``torch.compile``, whichever a few timed training steps of each network show to finish first on this
+   machine (``--compile auto``; the figures go to ``<out>/training.json``);
 3. bicubic interpolation, each trained network, and CSPSR with its NIR replaced by zeros are scored on
    the test split of the first option file (its ``degradation`` block fixes the camera protocol's test
    inputs per image), with BasicSR's ``calculate_psnr`` / ``calculate_ssim`` (RGB, border = scale);
@@ -41,6 +43,60 @@ def ensure_data(data_dir: Path, scale: int, seed: int) -> None:
     keys = make_dataset(str(data_dir), scales=(scale, ), seed=seed, vis_effects=False, overwrite=True)
     stamp.write_text(json.dumps(settings) + '\n')
     print(f"[demo] data: {len(keys['train'])} train / {len(keys['test'])} test scenes")
+
+
+COMPILE_FLOOR_S = 10.0  # eager training shorter than this is not probed compiled: even a compile from inductor's cache took 6 s
+
+
+def choose_mode(total_iter: int, eager_it_s: float, compiled: Optional[Dict[str, float]]) -> str:
+    """``'compiled'`` when training through ``torch.compile`` is expected to finish first, else ``'eager'``.
+
+    The compiled run pays its compilation again (from inductor's cache, which the probe filled, so in
+    practice less than the probe's own compile time); the probe's warm-up time is the bound used here.
+
+    Args:
+        total_iter: Iterations of the training run.
+        eager_it_s: Eager iterations per second (probe).
+        compiled: ``it_s`` and ``warmup_s`` (compilation included) of the compiled probe; None when it
+            was not run or no compiler is present.
+    """
+    if compiled is None:
+        return 'eager'
+    eager_s = total_iter / eager_it_s
+    compiled_s = total_iter / compiled['it_s'] + compiled['warmup_s']
+    return 'compiled' if compiled_s < eager_s else 'eager'
+
+
+def probe_training_speed(opt: dict, log=print) -> Dict[str, object]:
+    """Measure eager (and, for runs long enough, compiled) training speed of an option file on this machine.
+
+    Iterations of the model's own ``optimize_parameters`` on random batches of the run's size
+    (:func:`cspsr_arch.benchmark.throughput.training_throughput`); the compiled probe also fills
+    inductor's on-disk cache, so the training run that follows compiles faster.
+
+    Returns:
+        dict: ``eager_it_s``, ``compiled_it_s`` and ``compile_s`` (None where not measured) and ``mode``.
+    """
+    import torch
+
+    from cspsr_arch.benchmark.throughput import training_throughput
+    from cspsr_arch.engine.compile import compiler_problem
+    total_iter = opt['train']['total_iter']
+    eager = training_throughput(opt, iters=12, warmup=2)
+    compiled = None
+    problem = compiler_problem(torch.device('cpu'))
+    if problem is not None:
+        log(f'[demo] {opt["name"]}: eager training ({problem})')
+    elif total_iter / eager['it_s'] >= COMPILE_FLOOR_S:
+        log(f'[demo] {opt["name"]}: timing a few compiled training steps (compiling once; later runs reuse the cache) ...')
+        compiled = training_throughput(opt, iters=12, warmup=2, compiled=True)
+    mode = choose_mode(total_iter, eager['it_s'], compiled)
+    figures = {'eager_it_s': eager['it_s'], 'compiled_it_s': compiled and compiled['it_s'],
+               'compile_s': compiled and compiled['warmup_s'], 'mode': mode}
+    log(f"[demo] {opt['name']}: eager {eager['it_s']:.1f} it/s"
+        + (f", compiled {compiled['it_s']:.1f} it/s after {compiled['warmup_s']:.0f} s of compiling" if compiled else '')
+        + f' -> {mode} training of {total_iter} iterations')
+    return figures
 
 
 def train(opt_file: Path, compile_net: bool = False) -> float:
@@ -110,8 +166,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--data', default='datasets/demo', help='where the synthetic data set goes')
     parser.add_argument('--out', default='results/demo', help='where images and metrics.json go')
     parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data set')
-    parser.add_argument('--compile', action='store_true',
-                        help='train through torch.compile (pays off for long runs; needs a C++ compiler)')
+    parser.add_argument('--compile', choices=('auto', 'yes', 'no'), default='auto',
+                        help='train through torch.compile: auto (default) times a few eager and compiled training '
+                        'steps of each network here and trains the way expected to finish first; yes / no force it')
     parser.add_argument('--min-gain', type=float, default=1.0,
                         help='exit with status 1 when CSPSR beats bicubic by less than this (dB)')
     args = parser.parse_args(argv)
@@ -121,10 +178,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     opts = [load_options(f) for f in args.opt]
     data_dir, out_dir = Path(args.data), Path(args.out)
     ensure_data(data_dir, opts[0]['scale'], args.seed)
-    train_times = {_row(opt): train(Path(f), args.compile) for f, opt in zip(args.opt, opts)}
+    speed, train_times = {}, {}
+    for opt_file, opt in zip(args.opt, opts):
+        if args.compile == 'auto' and not _checkpoint(opt).is_file():  # a finished run is not trained again
+            speed[_row(opt)] = probe_training_speed(opt)
+            compile_net = speed[_row(opt)]['mode'] == 'compiled'
+        else:
+            compile_net = args.compile == 'yes'
+        train_times[_row(opt)] = train(Path(opt_file), compile_net)
+        speed.setdefault(_row(opt), {})['train_s'] = train_times[_row(opt)]
     results = evaluate(opts, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'metrics.json').write_text(json.dumps(results, indent=2) + '\n')
+    (out_dir / 'training.json').write_text(json.dumps(speed, indent=2) + '\n')
     main_row = _row(opts[0])
     gain = results[main_row]['psnr'] - results['bicubic']['psnr']
     lines = [f"Demo test split: {data_dir / 'test'} (x{opts[0]['scale']}, RGB, border {opts[0]['scale']}); "

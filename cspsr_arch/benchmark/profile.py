@@ -8,7 +8,9 @@ RCAN, HAT and ConcatNIR; every network is the ``network_g`` of ``options/train_<
 
 * **GFLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over one forward pass (a multiply-add
   counts 2 FLOPs; element-wise operations such as the dynamic filtering are not counted by it).
-* **Latency**: median of ``--runs`` timed forward passes after one warm-up, all models in this process.
+* **Latency**: median of ``--runs`` timed forward passes after one warm-up, all models in this process,
+  timed in rounds (each network once per round: :func:`interleaved_latency`), so their ratios compare
+  the same minutes of a machine whose speed drifts.
 * **Compiled** (``--compile``): a second row per model with the latency of ``torch.compile`` (inductor,
   height and width dynamic, as ``basicsr infer --compile`` runs it) and the one-off compilation time
   (its first call); GFLOPs and parameters are those of the eager row.
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -89,6 +91,15 @@ def _timed(call, args: tuple, runs: int, device: torch.device) -> List[float]:
     return times
 
 
+def _flops_and_params(model: torch.nn.Module, args: tuple) -> Dict[str, float]:
+    from cspsr_arch.archs.fused_dmf import unpadded_convolutions
+    with torch.no_grad(), unpadded_convolutions():  # the network's own FLOPs, not the zero filters' of the speed-up
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(*args)
+    return {'params_M': sum(p.numel() for p in model.parameters()) / 1e6, 'gflops': counter.get_total_flops() / 1e9}
+
+
 def profile(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
             device: torch.device) -> Dict[str, float]:
     """Params, GFLOPs and latency of one network in this process (and peak memory on CUDA).
@@ -102,12 +113,8 @@ def profile(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
     model, cross_spectral = build(network_opt)
     model = model.to(device).eval()
     args = inputs(cross_spectral, lr_hw, device)
-    result = {'params_M': sum(p.numel() for p in model.parameters()) / 1e6}
+    result = _flops_and_params(model, args)
     with torch.no_grad():
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(*args)
-        result['gflops'] = counter.get_total_flops() / 1e9
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
         times = _timed(model, args, runs, device)
@@ -117,14 +124,14 @@ def profile(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
     return result
 
 
-def profile_compiled(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
-                     device: torch.device) -> Optional[Dict[str, float]]:
-    """Latency of the ``torch.compile``d network and its compilation time; None without a compiler.
+def compiled_network(network_opt: Dict[str, object], lr_hw: Tuple[int, int],
+                     device: torch.device) -> Optional[Tuple[Callable, tuple, float]]:
+    """The ``torch.compile``d network (as ``basicsr infer --compile`` runs it), its inputs and its
+    compilation time (the first call); None without a compiler.
 
     Args:
         network_opt: BasicSR ``network_g`` options.
         lr_hw: LR input (height, width).
-        runs: Timed forward passes (the median is reported) after the compiling call.
         device: Where to run.
     """
     from cspsr_arch.engine.compile import compile_network
@@ -136,8 +143,43 @@ def profile_compiled(network_opt: Dict[str, object], lr_hw: Tuple[int, int], run
     args = inputs(cross_spectral, lr_hw, device)
     with torch.no_grad():
         compile_s = _timed(compiled, args, 1, device)[0]
-        times = _timed(compiled, args, runs, device)
-    return {'latency_s': statistics.median(times), 'compile_s': compile_s}
+    return compiled, args, compile_s
+
+
+def _cuda_peak_mb(model: torch.nn.Module, args: tuple, device: torch.device) -> float:
+    """Peak CUDA memory (MB) of one forward pass: its own weights and inputs plus the peak it allocates,
+    whatever other networks of this process hold."""
+    own = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()) + list(args))
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.no_grad():
+        model(*args)
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base + own) / 2**20
+
+
+def interleaved_latency(entries: Dict[str, Tuple[Callable, tuple]], runs: int,
+                        device: torch.device) -> Dict[str, float]:
+    """Median latency of each entry, timed in rounds (one call of each entry per round, after a warm-up round).
+
+    Round-robin timing makes the ratios of the entries fair on a machine whose speed drifts (other
+    processes, clock changes): each network sees the same conditions, where timing one network's runs
+    after the other's would compare different minutes.
+
+    Args:
+        entries: Name -> (callable, its arguments).
+        runs: Rounds (the median per entry is reported).
+        device: Where they run (synchronised around each call on CUDA).
+    """
+    times: Dict[str, List[float]] = {name: [] for name in entries}
+    with torch.no_grad():
+        for name, (call, args) in entries.items():
+            _timed(call, args, 1, device)
+        for _ in range(runs):
+            for name, (call, args) in entries.items():
+                times[name] += _timed(call, args, 1, device)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _status_mb(field: str) -> float:
@@ -196,16 +238,26 @@ def run_profile(models: List[str], hr: str = '582x429', scale: int = 4, runs: in
     device = torch.device(device)
     report = {'hr': f'{lr_hw[1] * scale}x{lr_hw[0] * scale}', 'lr': f'{lr_hw[1]}x{lr_hw[0]}',
               'scale': scale, 'device': str(device), 'threads': torch.get_num_threads(), 'models': {}}
+    entries: Dict[str, Tuple[Callable, tuple]] = {}
     for name in models:
         network_opt = network_options(name, scale)
-        figures = profile(network_opt, lr_hw, runs, device)
-        if device.type == 'cpu':
-            figures['peak_mem_MB'] = cpu_peak_memory(network_opt, lr_hw)
-        report['models'][name] = figures
+        model, cross_spectral = build(network_opt)
+        model = model.to(device).eval()
+        args = inputs(cross_spectral, lr_hw, device)
+        report['models'][name] = _flops_and_params(model, args)
+        entries[name] = (model, args)
+        report['models'][name]['peak_mem_MB'] = (cpu_peak_memory(network_opt, lr_hw) if device.type == 'cpu' else
+                                                 _cuda_peak_mb(model, args, device))
         if also_compiled:
-            compiled = profile_compiled(network_opt, lr_hw, runs, device)
+            compiled = compiled_network(network_opt, lr_hw, device)
             if compiled is not None:
-                report.setdefault('compiled', {})[name] = compiled
+                entries[name + ' (compiled)'] = compiled[:2]
+                report.setdefault('compiled', {})[name] = {'compile_s': compiled[2]}
+    latency = interleaved_latency(entries, runs, device)
+    for name in models:
+        report['models'][name]['latency_s'] = latency[name]
+        if name in report.get('compiled', {}):
+            report['compiled'][name]['latency_s'] = latency[name + ' (compiled)']
     print(f"HR {report['hr']} (LR {report['lr']}, x{scale}) on {device}, {report['threads']} threads, "
           f'median of {runs} runs')
     print(f"{'model':<18} {'params (M)':>10} {'GFLOPs':>8} {'latency (s)':>12} {'peak mem (MB)':>14}")

@@ -66,7 +66,7 @@ def test_dynamic_conv_equals_conv2d_for_a_constant_kernel():
     ours = apply_pixel_kernels(feat, kernels, 3)
     ref = F.conv2d(feat, kernel.view(1, 1, 3, 3).repeat(4, 1, 1, 1), padding=1, groups=4)
     assert torch.allclose(ours, ref, atol=1e-5)
-    with_grad = apply_pixel_kernels(feat.clone().requires_grad_(), kernels, 3)  # the autograd path (padded copy)
+    with_grad = apply_pixel_kernels(feat.clone().requires_grad_(), kernels, 3)  # the path with a backward pass
     assert torch.allclose(with_grad, ref, atol=1e-5)
 
 
@@ -153,6 +153,12 @@ def test_dynamic_filtering_gradients_are_exact():
     feat = torch.rand(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
     kernels = torch.rand(1, 9, 4, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda f, k: apply_pixel_kernels(f, k, 3), (feat, kernels))
+    # a 5x5 window on a 2-row image (taps beyond the image are skipped), and each input alone needing a gradient
+    feat = torch.rand(2, 3, 2, 6, dtype=torch.float64, requires_grad=True)
+    kernels = torch.rand(2, 25, 2, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f, k: apply_pixel_kernels(f, k, 5), (feat, kernels))
+    assert torch.autograd.gradcheck(lambda f: apply_pixel_kernels(f, kernels.detach(), 5), (feat, ))
+    assert torch.autograd.gradcheck(lambda k: apply_pixel_kernels(feat.detach(), k, 5), (kernels, ))
 
 
 def test_channels_last_layout_does_not_change_the_result():

@@ -119,3 +119,23 @@ def test_channel_gates_see_the_image_only_when_pooled_before_the_normalisation(n
         assert (raw[0][0] - raw[0][1]).abs().max() > 0.05
     with pytest.raises(ValueError, match='channel_pool'):
         CSFT(6, channel_pool='after')
+
+
+def test_padded_small_convolutions_give_the_same_outputs_and_flops_count_the_network_alone():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cspsr_arch.archs.fused_dmf import CHANNEL_BLOCK, _conv, unpadded_convolutions
+    torch.manual_seed(0)
+    x = torch.randn(1, 6, 5, 7).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(9, 6, 3, 3), torch.randn(9)
+    ref = F.conv2d(x, weight, bias, padding=1)
+    counts = {}
+    for padded in (True, False):
+        counter = FlopCounterMode(display=False)
+        with counter, (torch.enable_grad() if padded else unpadded_convolutions()):
+            out = _conv(x, weight, bias, 1)
+        assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-5)
+        counts[padded] = counter.get_total_flops()
+    outputs = 9 * 5 * 7
+    assert counts[False] == 2 * 6 * 9 * outputs  # 2 FLOPs per multiply-add, 6 channels x 3x3 taps per output
+    assert counts[True] == counts[False] * (9 + -9 % CHANNEL_BLOCK) // 9  # the zero filters are computed too

@@ -37,6 +37,12 @@ def test_demo_pipeline_tiny(tmp_path):
     assert 15 < metrics['bicubic']['psnr'] < 40 and 0 < metrics['bicubic']['ssim'] < 1
     assert 'CSPSR - VIS-only' in out.stdout and 'CSPSR - CSPSR (NIR zeroed)' in out.stdout
     assert 'metrics.json' in out.stdout
+    # --compile auto: a 4-iteration run is timed eager only (too short for compiling to pay) and trained eager
+    training = json.loads((tmp_path / 'out' / 'training.json').read_text())
+    assert set(training) == {'CSPSR', 'VIS-only'}
+    for figures in training.values():
+        assert figures['mode'] == 'eager' and figures['compiled_it_s'] is None and figures['eager_it_s'] > 0
+        assert figures['train_s'] > 0
     images = sorted(p.name for p in (tmp_path / 'out' / 'visualization' / 'demo_test').glob('*.png'))
     assert images == [f'{key}_{row}.png' for key in ('camera', 'motorcycle')
                       for row in ('CSPSR', 'GT', 'VIS-only', 'bicubic')]
@@ -47,3 +53,14 @@ def test_demo_pipeline_tiny(tmp_path):
                            '--out', 'out', '--min-gain', '100'], cwd=tmp_path, capture_output=True, text=True,
                           timeout=900)
     assert gate.returncode == 1 and 'less than the 100.00 dB expected' in gate.stdout
+
+
+def test_demo_trains_the_way_expected_to_finish_first():
+    from cspsr_arch.benchmark.demo import choose_mode
+    # 2500 iterations: eager 10 it/s = 250 s; compiled 17 it/s = 147 s + 88 s compiling = 235 s
+    assert choose_mode(2500, 10.0, {'it_s': 17.0, 'warmup_s': 88.0}) == 'compiled'
+    # 1000 iterations: eager 100 s; compiled 59 s + 88 s = 147 s
+    assert choose_mode(1000, 10.0, {'it_s': 17.0, 'warmup_s': 88.0}) == 'eager'
+    # compiled steps slower than eager ones never pay
+    assert choose_mode(10**6, 10.0, {'it_s': 9.0, 'warmup_s': 0.0}) == 'eager'
+    assert choose_mode(2500, 10.0, None) == 'eager'  # not probed (short run, or no compiler)

@@ -35,3 +35,24 @@ def test_compile_rows_are_left_out_with_a_message_without_a_compiler(tmp_path, m
     assert 'no C++ compiler found' in out and '(compiled)' not in out
     report = json.loads((tmp_path / 'p.json').read_text())
     assert 'compiled' not in report and set(report['models']) == {'CSPSR', 'EDSR'}
+
+
+def test_interleaved_latency_times_the_networks_in_rounds(monkeypatch):
+    """A fake clock: each call advances it by a known amount, so the medians and the call order are exact."""
+    import torch
+
+    from cspsr_arch.benchmark import profile
+    clock, calls = [0.0], []
+
+    def network(name, costs):
+        def call(x):
+            calls.append(name)
+            clock[0] += costs.pop(0)
+        return call
+
+    monkeypatch.setattr(profile.time, 'perf_counter', lambda: clock[0])
+    # one warm-up call each, then 3 rounds; the slow round of 'a' (9 s) is not its median
+    entries = {'a': (network('a', [100.0, 1.0, 9.0, 2.0]), (None, )), 'b': (network('b', [100.0, 4.0, 5.0, 6.0]), (None, ))}
+    latency = profile.interleaved_latency(entries, runs=3, device=torch.device('cpu'))
+    assert latency == {'a': 2.0, 'b': 5.0}
+    assert calls == ['a', 'b'] * 4  # warm-up round, then a, b alternate: both see the same minutes
