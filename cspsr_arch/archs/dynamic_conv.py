@@ -45,11 +45,13 @@ def _filter(feat: Tensor, kernels: Tensor, kernel_size: int) -> Tensor:
 
 
 def _filter_padded(feat: Tensor, kernels: Tensor, kernel_size: int) -> Tensor:
-    """The dynamic filtering over a zero-padded copy, for ``torch.compile``.
+    """The dynamic filtering over a zero-padded copy, for ``torch.compile`` (training and inference).
 
-    Inductor fuses these taps (and their autograd backward pass) into a few loops. In-place updates of
-    sub-rectangles, as :func:`_filter` makes, become scatters in its graph, which its weight-freezing
-    passes for inference cannot handle.
+    Inductor fuses these taps (and their autograd backward pass) into a few loops; this is the form the
+    compiled training steps were first measured with. In-place updates of sub-rectangles, as :func:`_filter`
+    makes, become scatters in inductor's graph. For compiled inference the two forms were not told apart:
+    one idle profile run with each gave compiled / eager CSPSR 0.98 (in place) and 0.89 (padded), within
+    the 2-core machine's run-to-run drift (docs/benchmark.md, Profiling).
     """
     pad, (height, width) = kernel_size // 2, feat.shape[-2:]
     padded = F.pad(feat, (pad, pad, pad, pad))

@@ -180,13 +180,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ensure_data(data_dir, opts[0]['scale'], args.seed)
     speed, train_times = {}, {}
     for opt_file, opt in zip(args.opt, opts):
+        row = _row(opt)
         if args.compile == 'auto' and not _checkpoint(opt).is_file():  # a finished run is not trained again
-            speed[_row(opt)] = probe_training_speed(opt)
-            compile_net = speed[_row(opt)]['mode'] == 'compiled'
+            speed[row] = probe_training_speed(opt)
+            compile_net = speed[row]['mode'] == 'compiled'
         else:
             compile_net = args.compile == 'yes'
-        train_times[_row(opt)] = train(Path(opt_file), compile_net)
-        speed.setdefault(_row(opt), {})['train_s'] = train_times[_row(opt)]
+        train_times[row] = train(Path(opt_file), compile_net)
+        speed.setdefault(row, {})['train_s'] = train_times[row]
     results = evaluate(opts, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'metrics.json').write_text(json.dumps(results, indent=2) + '\n')
