@@ -13,6 +13,8 @@ feature map for little arithmetic, and in element-wise passes over whole feature
   the normalised map at the border exactly), into the global average pooling
   (``mean(a * x + b) = a * mean(x) + b``) and into the per-channel gates, so the normalised maps are
   never written;
+* ``w_s2``'s convolution, which has one output channel, is a matrix product onto its k*k taps and a
+  k*k -> 1 convolution with one-hot filters that shifts and sums them (:func:`single_output_conv`);
 * ``F'_vis = (F'_nir * w_c2 + F_vis * w_c1 * w_s2) * w_s1`` (normalised maps) is four passes, without
   the (C, h, w) product ``w_s2 * w_c1`` the plain form builds.
 
@@ -20,14 +22,14 @@ Parameters are the modules' own, so checkpoints and the reference forward passes
 ``tests/test_archs/test_fused_dmf.py`` checks the result against the modules' formulas written out by hand.
 """
 import contextlib
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cspsr_arch.archs.csft import CSFT
-from cspsr_arch.archs.dynamic_conv import DynamicConv, apply_pixel_kernels, conv_on_concat
+from cspsr_arch.archs.dynamic_conv import DynamicConv, apply_pixel_kernels
 
 CHANNEL_BLOCK = 8
 _PAD_CHANNELS = [True]
@@ -62,6 +64,44 @@ def _conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], padding) -> Tensor:
         weight = weight.contiguous(memory_format=torch.channels_last)
     out = F.conv2d(x, weight, bias, 1, padding)
     return out[:, :out_ch] if pad else out
+
+
+def single_output_conv(parts: Sequence[Tuple[Tensor, Tensor]], bias: Optional[Tensor] = None,
+                       tap_bias: Optional[Tensor] = None) -> Tensor:
+    """``sum_i conv2d(x_i, w_i) + bias`` for k x k convolutions with one output channel ("same" zero padding).
+
+    oneDNN computes output channels in blocks, so a convolution with one output costs about as much as one
+    with 16 (docs/benchmark.md, Profiling). Here each input is projected onto the k*k taps of its filter
+    with one matrix product (``(n*h*w, C) @ (C, k*k)``, a view of a channels-last map), and a k*k -> 1
+    convolution whose filters are one-hot shifts the tap maps into place and sums them, with the same zero
+    padding as the convolution it replaces.
+
+    Args:
+        parts (Sequence[tuple[Tensor, Tensor]]): ``(x, w)`` pairs, ``x`` (n, C_i, h, w) and ``w``
+            (1, C_i, k, k), the same n, h, w and k for all.
+        bias (Tensor | None): (1,) added once per output pixel, like a convolution's bias.
+        tap_bias (Tensor | None): (k*k,) added to each tap map before the shifted sum: at every output
+            pixel it adds the taps that fall inside the image, which is exactly the convolution of a map of
+            ones with this filter under zero padding.
+
+    Returns:
+        Tensor: (n, 1, h, w).
+    """
+    (first, weight), taps = parts[0], parts[0][1].size(-1)**2
+    n, _, height, width = first.shape
+    proj = None
+    for x, w in parts:
+        if w.shape[0] != 1 or w.size(-1) != w.size(-2) or w.size(-1) % 2 == 0:
+            raise ValueError('single_output_conv takes odd square filters with one output channel, '
+                             f'got {tuple(w.shape)}.')
+        rows, cols = x.permute(0, 2, 3, 1).reshape(-1, x.size(1)), w.reshape(x.size(1), taps)
+        if proj is None:
+            proj = torch.addmm(tap_bias, rows, cols) if tap_bias is not None else rows @ cols
+        else:
+            proj = proj.addmm_(rows, cols)  # in place: the products' backward passes need neither sum
+    shifts = torch.eye(taps, dtype=first.dtype, device=first.device).view(1, taps, *weight.shape[-2:])
+    tap_maps = proj.view(n, height, width, taps).permute(0, 3, 1, 2)  # channels-last (n, k*k, h, w)
+    return F.conv2d(tap_maps, shifts.contiguous(memory_format=torch.channels_last), bias, 1, weight.size(-1) // 2)
 
 
 def fixed_affine(norm: nn.Module, num_feat: int, like: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
@@ -123,14 +163,13 @@ def dyconv_csft(dyconv: DynamicConv, csft: CSFT, feat_vis: Tensor, feat_nir: Ten
 
     if folded:
         (a_vis, b_vis), (a_nir, b_nir) = affine_vis, affine_nir
-        # conv(a * x + b) = conv(x; W * a) + conv(ones; sum_c W_c * b_c): the second term is exact at the
-        # zero-padded border too, where the constant b is padded with zeros.
+        # conv(a * x + b) = conv(x; W * a) + conv(ones; sum_c W_c * b_c): the second term (single_output_conv's
+        # tap_bias) is exact at the zero-padded border too, where the constant b is padded with zeros.
         shift_kernel = (cat_vis * b_vis.view(1, -1, 1, 1)).sum(1, keepdim=True) + (cat_nir * b_nir.view(
             1, -1, 1, 1)).sum(1, keepdim=True)
-        ones = feat_vis.new_ones(1, 1, *feat_vis.shape[-2:])
         w_s2 = torch.sigmoid(from_vis[:, taps + 1:taps + 2]
-                             + F.conv2d(nir, cat_nir * a_nir.view(1, -1, 1, 1), None, 1, spatial_cat.padding)
-                             + F.conv2d(ones, shift_kernel, None, 1, spatial_cat.padding))
+                             + single_output_conv([(nir, cat_nir * a_nir.view(1, -1, 1, 1))],
+                                                  tap_bias=shift_kernel.view(-1)))
         mean_vis, mean_nir = feat_vis.mean(dim=(2, 3), keepdim=True), nir.mean(dim=(2, 3), keepdim=True)
         gap = torch.cat([a_vis * mean_vis + b_vis, a_nir * mean_nir + b_nir] if csft.channel_pool == 'normalised'
                         else [mean_vis, mean_nir], dim=1)
@@ -141,7 +180,7 @@ def dyconv_csft(dyconv: DynamicConv, csft: CSFT, feat_vis: Tensor, feat_nir: Ten
         part_vis = (feat_vis * (a_vis * w_c1)).add_(b_vis * w_c1)
     else:
         vis_n, nir_n = csft.norm_vis(feat_vis), csft.norm_nir(nir)
-        w_s2 = torch.sigmoid(conv_on_concat(spatial_cat, vis_n, nir_n))
+        w_s2 = torch.sigmoid(single_output_conv([(vis_n, cat_vis), (nir_n, cat_nir)], spatial_cat.bias))
         pooled = (vis_n, nir_n) if csft.channel_pool == 'normalised' else (feat_vis, nir)
         gap = torch.cat([x.mean(dim=(2, 3), keepdim=True) for x in pooled], dim=1)
         w_c1, w_c2 = torch.sigmoid(csft.channel(gap)).chunk(2, dim=1)

@@ -139,3 +139,33 @@ def test_padded_small_convolutions_give_the_same_outputs_and_flops_count_the_net
     outputs = 9 * 5 * 7
     assert counts[False] == 2 * 6 * 9 * outputs  # 2 FLOPs per multiply-add, 6 channels x 3x3 taps per output
     assert counts[True] == counts[False] * (9 + -9 % CHANNEL_BLOCK) // 9  # the zero filters are computed too
+
+
+@pytest.mark.parametrize('kernel, channels_last', [(3, True), (3, False), (5, True)])
+def test_single_output_convolution_as_tap_projection_and_shifted_sum(kernel, channels_last):
+    """Two inputs, a bias, and per-tap biases: the convolution of the concatenation plus the convolution of a
+    map of ones (zero padding: the border pixels get only the taps inside the image), values and gradients."""
+    from cspsr_arch.archs.fused_dmf import single_output_conv
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    a = torch.randn(2, 3, 6, 8).contiguous(memory_format=fmt).requires_grad_()
+    b = torch.randn(2, 5, 6, 8).contiguous(memory_format=fmt).requires_grad_()
+    weight, bias = torch.randn(1, 8, kernel, kernel, requires_grad=True), torch.randn(1, requires_grad=True)
+    tap_bias = torch.randn(kernel * kernel, requires_grad=True)
+    pad = kernel // 2
+    ref = (F.conv2d(torch.cat([a, b], 1), weight, bias, padding=pad)
+           + F.conv2d(torch.ones(1, 1, 6, 8), tap_bias.view(1, 1, kernel, kernel), padding=pad))
+    out = single_output_conv([(a, weight[:, :3]), (b, weight[:, 3:])], bias, tap_bias)
+    assert out.shape == (2, 1, 6, 8) and torch.allclose(out, ref, atol=1e-5)
+    # the corner of a 3x3 convolution sees 4 taps of the map of ones, the centre of the image all 9
+    if kernel == 3:
+        ones_only = single_output_conv([(torch.zeros(1, 2, 6, 8), torch.zeros(1, 2, 3, 3))], None, torch.ones(9))
+        assert ones_only[0, 0, 0, 0] == 4 and ones_only[0, 0, 0, 3] == 6 and ones_only[0, 0, 3, 3] == 9
+    grads = torch.autograd.grad((out * ref.detach()).sum(), [a, b, weight, bias, tap_bias])
+    ref_grads = torch.autograd.grad((ref * ref.detach()).sum(), [a, b, weight, bias, tap_bias])
+    for got, want in zip(grads, ref_grads):
+        assert torch.allclose(got, want, atol=1e-4)
+    # two outputs; even and non-square filters ("same" zero padding needs odd k x k)
+    for bad in (torch.randn(2, 3, 3, 3), torch.randn(1, 3, 2, 2), torch.randn(1, 3, 3, 1)):
+        with pytest.raises(ValueError, match='one output channel'):
+            single_output_conv([(a, bad)])
