@@ -1,6 +1,10 @@
 """Shallow feature extraction branch (VIS or NIR) and the pixel-shuffle reconstruction head."""
+from typing import Optional
+
 from basicsr.archs.arch_util import ResidualBlockNoBN
-from torch import nn
+from torch import Tensor, nn
+
+from cspsr_arch.archs.bicubic import bicubic_phases
 
 
 class ShallowBranch(nn.Sequential):
@@ -23,6 +27,9 @@ class ShallowBranch(nn.Sequential):
 class ShuffleHead(nn.Sequential):
     """Reconstruction: a 3x3 convolution to ``out_ch * scale**2`` channels and a pixel shuffle.
 
+    With ``base``, the bicubic upsampling of ``base`` is added to the output (a global skip): in its
+    polyphase form, to the convolution's output before the shuffle (:mod:`cspsr_arch.archs.bicubic`).
+
     Args:
         num_feat (int): Input channels.
         out_ch (int): Output image channels.
@@ -31,3 +38,10 @@ class ShuffleHead(nn.Sequential):
 
     def __init__(self, num_feat: int, out_ch: int, scale: int) -> None:
         super().__init__(nn.Conv2d(num_feat, out_ch * scale * scale, 3, 1, 1), nn.PixelShuffle(scale))
+
+    def forward(self, x: Tensor, base: Optional[Tensor] = None) -> Tensor:
+        """``shuffle(conv(x))``, plus ``bicubic(base)`` when ``base`` (n, out_ch, h, w) is given."""
+        out = self[0](x)
+        if base is not None:
+            out = out.add_(bicubic_phases(base, self[1].upscale_factor))  # in place: conv's backward needs no output
+        return self[1](out)

@@ -2,7 +2,6 @@
 from typing import NamedTuple, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from basicsr.archs.arch_util import ResidualBlockNoBN
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
@@ -179,7 +178,6 @@ class CSPSR(nn.Module):
             CSPSROutput: ``(sr, nir_sr, disp_l, disp_r)``.
         """
         self._check_inputs(lq, lq_nir, disp)
-        lq_planar = lq  # bicubic upsampling of the global skip is faster on planar (NCHW) images
         lq, lq_nir = lq.contiguous(memory_format=torch.channels_last), lq_nir.contiguous(memory_format=torch.channels_last)
         disp_l, disp_r = self.match(lq, lq_nir, disp, disp_r)
         if self.cvm == 'none':
@@ -193,14 +191,10 @@ class CSPSR(nn.Module):
             deep_vis, deep_nir = feat_vis, feat_nir
             for dmf in self.dmfs:
                 deep_vis, deep_nir = dmf(deep_vis, deep_nir)
-            nir_sr = self.head_nir(deep_nir + feat_nir)
+            nir_sr = self.head_nir(deep_nir + feat_nir, nir if self.global_skip else None)
         else:
             feat_vis = self.branch_vis(lq if self.branches == 'vis' else torch.cat([lq, nir, valid], dim=1))
             deep_vis = self.body(feat_vis)
-        sr = self.head_vis(self.conv_after_vis(deep_vis).add_(feat_vis))
-        if self.global_skip:
-            size = sr.shape[-2:]
-            sr = sr + F.interpolate(lq_planar.contiguous(), size=size, mode='bicubic', align_corners=False)
-            if nir_sr is not None:
-                nir_sr = nir_sr + F.interpolate(nir, size=size, mode='bicubic', align_corners=False)
+        # the global skips (bicubic VIS and warped NIR) are added inside the heads, before the pixel shuffle
+        sr = self.head_vis(self.conv_after_vis(deep_vis).add_(feat_vis), lq if self.global_skip else None)
         return CSPSROutput(sr, nir_sr, disp_l, disp_r)
