@@ -17,8 +17,9 @@ from typing import Optional, Sequence
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.prep import semisynthetic
 from cspsr_arch.prep.lmdb import LmdbInputError, _default_output, create_lmdbs
-from cspsr_arch.prep.prepare import prepare
-from cspsr_arch.prep.semisynthetic import MISALIGNED_POLICIES, build_dataset as build_semisynthetic
+from cspsr_arch.prep.prepare import DEFAULT_LIMIT, prepare
+from cspsr_arch.prep.registration import MISALIGNED_POLICIES, registration_summary
+from cspsr_arch.prep.semisynthetic import build_dataset as build_semisynthetic
 from cspsr_arch.prep.sources import DEFAULT_SPLITS, FRAME_LISTS, LAYOUTS
 from cspsr_arch.prep.synthetic.build import DEFAULT_TEST_SCENES, build_dataset as build_synthetic
 from cspsr_arch.prep.synthetic.scenes import EXTRA_SCENES, SCENES
@@ -57,6 +58,14 @@ def prepare_data(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--step', type=int, default=None, help='sub-image step (default: crop size / 2)')
     parser.add_argument('--n-proc', type=int, default=os.cpu_count() or 1, help='worker processes (default: all cores)')
     parser.add_argument('--lmdb', action='store_true', help='then convert each split to <out>/<split>_lmdb')
+    parser.add_argument('--misaligned', choices=MISALIGNED_POLICIES, default='keep',
+                        help='registered-pair layouts (nirscene, ranus, pairs): every pair is measured; one beyond '
+                        '--max-misalignment is kept as it is (default; a stereo rig\'s pairs measure their parallax), '
+                        'skipped, refused (error), or registered (the NIR warped onto the VIS, which is never '
+                        'changed; pairs that stay beyond the limit are left out)')
+    parser.add_argument('--max-misalignment', type=float, default=DEFAULT_LIMIT,
+                        help=f'registration limit in source pixels (default {DEFAULT_LIMIT}; registered pairs measure '
+                        '0.5-1.5)')
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:
@@ -64,7 +73,8 @@ def prepare_data(argv: Optional[Sequence[str]] = None) -> int:
     start = time.time()
     try:
         summaries = prepare(args.layout, args.root, args.out, args.scales, args.split, args.subset, args.crop_size,
-                            args.step, args.n_proc, args.lmdb, frames=args.frames)
+                            args.step, args.n_proc, args.lmdb, frames=args.frames, misaligned=args.misaligned,
+                            max_misalignment=args.max_misalignment)
     except CSPSRInputError as error:
         print(f'prepare_data.py: error: {error}', file=sys.stderr)
         return 2
@@ -72,6 +82,11 @@ def prepare_data(argv: Optional[Sequence[str]] = None) -> int:
         kept, total = summary['keypoints']
         print(f'{Path(args.out) / name}: {summary["pairs"]} pairs ({summary["skipped"]} already done), '
               f'{summary["images"]} images per stream' + (f', {kept} of {total} keypoints kept' if total else ''))
+        records = summary['registration']
+        for key, record in records.items():
+            print(f'  {key}: {record["line"]}')
+        if records:
+            print('  ' + registration_summary(list(records.values()), args.max_misalignment))
         for change, count in sorted(summary['cropped'].items()):
             print(f'  cropped (bottom rows / right columns dropped) {change}: {count} pair(s)')
         if 'lmdb' in summary:
@@ -172,26 +187,30 @@ def make_semisynthetic_rgbnir(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--max-size', type=int, default=None, help='shrink images to this longest side first')
     p.add_argument('--variants', type=int, default=2, help='variants per training pair (default: 2)')
     p.add_argument('--misaligned', choices=MISALIGNED_POLICIES, default='error',
-                   help='unregistered pairs: error (default), skip them, or keep them')
+                   help='pairs beyond the registration limit: error (default), skip them, keep them, or register '
+                   'them (the NIR warped onto the VIS; pairs that stay beyond the limit are skipped)')
+    p.add_argument('--test-misaligned', choices=MISALIGNED_POLICIES, default=None,
+                   help='the same for the pairs of --test-scenes (default: as --misaligned), e.g. keep test '
+                   'photographs as they were taken while registering the training pairs')
     p.add_argument('--max-misalignment', type=float, default=2.5, help='registration limit in pixels (default 2.5)')
+    p.add_argument('--exclude', nargs='*', default=(), help='pair names left out of both splits')
     p.add_argument('--overwrite', action='store_true', help='replace existing non-empty split folders')
     args = p.parse_args(argv)
     start = time.time()
     try:
         keys, infos = build_semisynthetic(args.input, args.out, args.scales, args.seed, test_scenes=args.test_scenes,
                                          max_size=args.max_size, variants=args.variants, misaligned=args.misaligned,
-                                         max_misalignment=args.max_misalignment, overwrite=args.overwrite)
+                                         max_misalignment=args.max_misalignment, overwrite=args.overwrite,
+                                         test_misaligned=args.test_misaligned, exclude=args.exclude)
     except (CSPSRInputError, FileExistsError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     for info in infos:
-        reg = info['registration']
-        shown = ('not measurable' if reg['misalignment'] is None else
-                 f"misalignment {reg['misalignment']:4.1f} px (shift {reg['shift_x']:+.1f}, {reg['shift_y']:+.1f})")
-        state = ('skipped (not registered)' if info['skipped'] else
+        state = ('excluded' if 'split' not in info and not info['skipped'] else '' if info['skipped'] else
                  f"{info['split']:5s} {info['size'][0]}x{info['size'][1]} disp_l {info['disp_l'][0]:.1f}.."
-                 f"{info['disp_l'][1]:.1f} px" + ('  KEPT although not registered' if info['misaligned'] else ''))
-        print(f"{info['key']:20s} {shown}  {state}")
+                 f"{info['disp_l'][1]:.1f} px")
+        print(f"{info['key']:20s} {info['line']}" + (f'  -> {state}' if state else ''))
+    print(registration_summary(infos, args.max_misalignment))
     counts = ', '.join(f'{split}: {len(k)}' for split, k in keys.items())
     print(f'wrote {counts} images, scales {sorted(set(args.scales))}, to {args.out} in {time.time() - start:.1f} s')
     return 0

@@ -27,6 +27,12 @@ the training set. A frame's index is its 0-based position in its video's frame l
 number in the file name plays no part. Numbers from the two are not comparable (datasets/README.md,
 "Comparing with the paper's figures").
 
+Registered-pair layouts (``nirscene``, ``ranus``, ``pairs``) are measured pair by pair
+(:func:`cspsr_arch.prep.registration.measure_misalignment`) and, by ``--misaligned``, a pair beyond
+``--max-misalignment`` is kept as it is (the default: only reported; a stereo rig's pairs measure their
+parallax), skipped, refused, or registered (the NIR warped onto the VIS, which is never touched; a pair
+that stays beyond the limit is left out and reported). The record of every pair keeps its figures.
+
 Re-running skips pairs whose outputs are complete (a record per pair under ``<split>/.prepare/``,
 written after its images, notes the source files). Files are written to a temporary name and moved into
 place, so an interrupted run leaves no partial image under a final name; its pair has no record and is
@@ -56,6 +62,7 @@ from tqdm import tqdm
 
 from cspsr_arch.data.image_io import decode
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep.registration import MISALIGNED_POLICIES, check_pair
 from cspsr_arch.prep.sources import SourcePair, format_sparse_disparity, parse_keypoints, scan_layout
 from cspsr_arch.prep.split import (IMAGE_EXT, META_INFO, REQUIRED_STREAMS, bicubic_lr, image_path, meta_keys, meta_line,
                                    stream_dir, to_u8, write_atomic, write_image, write_meta_info)
@@ -64,6 +71,10 @@ FORMAT_VERSION = 1
 TEMP_RE = re.compile(r'^\..+\.tmp-\d+$')
 SPARSE_DIR = 'DISP_SPARSE'
 RECORDS = '.prepare'
+DEFAULT_LIMIT = 2.5
+"""Default misalignment limit (pixels) of ``--max-misalignment``."""
+MEASURED_LAYOUTS = ('nirscene', 'ranus', 'pairs')
+"""Layouts of registered pairs (one camera, or aligned beforehand), whose registration is measured."""
 Box = Tuple[int, int, int, int]  # y, x, height, width
 
 
@@ -164,17 +175,23 @@ def load_record(split: Path, pair: SourcePair, scales: Sequence[int]) -> Optiona
     return record
 
 
-def process_pair(job: Tuple[str, SourcePair, Tuple[int, ...], Optional[int], Optional[int]]) -> dict:
+Job = Tuple[str, SourcePair, Tuple[int, ...], Optional[int], Optional[int], Optional[str], float]
+
+
+def process_pair(job: Job) -> dict:
     """Write every output of one pair (or find them done) and return its record.
 
     Args:
-        job: (split folder, pair, scales, crop size, step).
+        job: (split folder, pair, scales, crop size, step, registration policy or None (not measured),
+            misalignment limit).
 
     Returns:
         The record: ``source``, ``outputs`` ([key, H, W] per output key), ``size`` (source H, W),
-        ``keypoints`` ([kept, total]) and ``skipped`` (True when nothing was written).
+        ``keypoints`` ([kept, total]), ``registration`` (:meth:`~cspsr_arch.prep.registration.PairCheck.record`
+        and ``line``; None when not measured), and ``skipped`` (True when nothing was written: done before,
+        or left out by the registration policy, ``registration['skipped']``).
     """
-    split_name, pair, scales, crop_size, step = job
+    split_name, pair, scales, crop_size, step, policy, limit = job
     split = Path(split_name)
     record = load_record(split, pair, scales)
     if record is not None:
@@ -182,6 +199,13 @@ def process_pair(job: Tuple[str, SourcePair, Tuple[int, ...], Optional[int], Opt
     record_path(split, pair.key).unlink(missing_ok=True)  # outdated: never trusted again, even if interrupted
     source = _source_stat(pair)
     vis, nir = read_pair(pair)
+    registration = None
+    if policy is not None:
+        nir, checked = check_pair(vis, nir, policy, limit)
+        registration = {**checked.record(), 'line': checked.describe(), 'file': str(pair.nir)}
+        if not checked.used:  # nothing written, no record kept: measured again on the next run
+            return {'source': source, 'outputs': [], 'size': list(vis.shape[:2]), 'keypoints': [0, 0],
+                    'registration': registration, 'skipped': True}
     height, width = vis.shape[:2]
     lcm = math.lcm(*scales)
     crop_h, crop_w = height - height % lcm, width - width % lcm
@@ -211,7 +235,7 @@ def process_pair(job: Tuple[str, SourcePair, Tuple[int, ...], Optional[int], Opt
             write_atomic(split / SPARSE_DIR / f'{key}.txt', format_sparse_disparity(tile_points).encode())
         outputs.append([key, h, w])
     record = {'source': source, 'outputs': outputs, 'size': [height, width],
-              'keypoints': [kept, 0 if points is None else len(points)]}
+              'keypoints': [kept, 0 if points is None else len(points)], 'registration': registration}
     write_atomic(record_path(split, pair.key), json.dumps(record).encode())
     return {**record, 'skipped': False}
 
@@ -252,7 +276,7 @@ def _start_split(split: Path, settings: dict, sparse: bool, scales: Sequence[int
 
 
 def prepare_split(split: Path, pairs: Sequence[SourcePair], settings: dict, n_proc: int = 1,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, max_misalignment: float = DEFAULT_LIMIT) -> dict:
     """Prepare one split: every pair (in parallel), then ``meta_info.txt``.
 
     Args:
@@ -262,26 +286,37 @@ def prepare_split(split: Path, pairs: Sequence[SourcePair], settings: dict, n_pr
             version).
         n_proc: Worker processes.
         progress: Show a progress bar.
+        max_misalignment: Registration limit (pixels) of the registered-pair layouts (their policy is
+            ``settings['misaligned']``, default ``'keep'``).
 
     Returns:
-        Summary: ``pairs``, ``skipped``, ``images`` (output keys), ``cropped`` (Counter of size changes),
-        ``keypoints`` ([kept, total]).
+        Summary: ``pairs``, ``skipped`` (done before), ``images`` (output keys), ``cropped`` (Counter of size
+        changes), ``keypoints`` ([kept, total]), ``registration`` (pair key -> its registration record, for
+        the registered-pair layouts).
     """
     scales = tuple(settings['scales'])
     sparse = any(p.keypoints for p in pairs)
     _start_split(split, settings, sparse, scales)
-    jobs = [(str(split), pair, scales, settings['crop_size'], settings['step']) for pair in pairs]
+    policy = settings.get('misaligned', 'keep') if settings['layout'] in MEASURED_LAYOUTS else None
+    jobs = [(str(split), pair, scales, settings['crop_size'], settings['step'], policy,
+             max_misalignment) for pair in pairs]
     records = []
     with tqdm(total=len(jobs), desc=f'Preparing {split}', unit='pair', disable=not progress) as bar:
         if n_proc > 1 and len(jobs) > 1:
             with multiprocessing.get_context('fork').Pool(min(n_proc, len(jobs)), initializer=_init_worker) as pool:
-                for record in pool.imap_unordered(process_pair, jobs):
+                for record in pool.imap(process_pair, jobs):
                     records.append(record)
                     bar.update()
         else:
             for job in jobs:
                 records.append(process_pair(job))
                 bar.update()
+    rejected = [f"{r['registration']['file']} ({r['registration']['line']})" for r in records
+                if r.get('registration') and r['registration']['action'] == 'rejected']
+    if rejected:
+        raise CSPSRInputError(f'{len(rejected)} pair(s) of {split} are not registered (misalignment above '
+                              f"{max_misalignment} px): " + '; '.join(rejected) + '. Pass --misaligned '
+                              'register (warp the NIR onto the VIS), skip (leave them out) or keep (use them anyway).')
     meta, cropped, kept, total = [], Counter(), 0, 0
     for record in records:
         meta += [meta_line(key, h, w) for key, h, w in record['outputs']]
@@ -299,8 +334,10 @@ def prepare_split(split: Path, pairs: Sequence[SourcePair], settings: dict, n_pr
         raise CSPSRInputError(f'{image_path(split, "VIS", stale[0])} ({len(stale)} stale key(s)) comes from an '
                               'earlier run with other source files; delete the split folder and prepare it again.')
     write_meta_info(split, meta)
-    return {'pairs': len(records), 'skipped': sum(r['skipped'] for r in records), 'images': len(keys),
-            'cropped': cropped, 'keypoints': [kept, total]}
+    registration = {pair.key: r['registration'] for pair, r in zip(pairs, records) if r.get('registration')}
+    left_out = sum(bool(r.get('registration') and r['registration']['skipped']) for r in records)
+    return {'pairs': len(records), 'skipped': sum(r['skipped'] for r in records) - left_out, 'images': len(keys),
+            'cropped': cropped, 'keypoints': [kept, total], 'registration': registration}
 
 
 def _lmdb(split: Path, n_proc: int, progress: bool) -> str:
@@ -329,8 +366,8 @@ def _lmdb(split: Path, n_proc: int, progress: bool) -> str:
 
 def prepare(layout: str, root: str, out: str, scales: Sequence[int] = (2, 4), splits: Optional[Sequence[str]] = None,
             subset: Optional[Sequence[str]] = None, crop_size: Optional[int] = None, step: Optional[int] = None,
-            n_proc: int = 1, lmdb: bool = False, progress: bool = True,
-            frames: Optional[str] = None) -> Dict[str, dict]:
+            n_proc: int = 1, lmdb: bool = False, progress: bool = True, frames: Optional[str] = None,
+            misaligned: str = 'keep', max_misalignment: float = DEFAULT_LIMIT) -> Dict[str, dict]:
     """Prepare a source data set in the canonical layout (see the module docstring).
 
     Args:
@@ -347,6 +384,11 @@ def prepare(layout: str, root: str, out: str, scales: Sequence[int] = (2, 4), sp
         progress: Show progress bars.
         frames: Frame lists of rgbnir-stereo, ``clean`` (default) or ``paper`` (see the module docstring);
             recorded in the split's settings, so a split prepared with the other lists is refused.
+        misaligned: What to do with a pair of a registered-pair layout (:data:`MEASURED_LAYOUTS`) measured beyond
+            ``max_misalignment``: ``'keep'`` (default; reported only), ``'skip'``, ``'error'`` or ``'register'``
+            (:data:`~cspsr_arch.prep.registration.MISALIGNED_POLICIES`). Other than ``'keep'``, recorded in the
+            split's settings.
+        max_misalignment: The limit in source pixels.
 
     Returns:
         Split -> summary (see :func:`prepare_split`), with ``lmdb`` when converted.
@@ -372,9 +414,20 @@ def prepare(layout: str, root: str, out: str, scales: Sequence[int] = (2, 4), sp
     elif frames is not None:
         raise CSPSRInputError(f'--frames chooses the frame lists of rgbnir-stereo; the {layout} layout has none, '
                               'leave it out.')
+    if misaligned not in MISALIGNED_POLICIES:
+        raise CSPSRInputError(f'--misaligned must be one of {", ".join(MISALIGNED_POLICIES)}, got {misaligned!r}.')
+    if misaligned != 'keep' and layout not in MEASURED_LAYOUTS:
+        raise CSPSRInputError(f'--misaligned {misaligned}: the {layout} layout is a stereo pair (VIS left, NIR right), '
+                              'whose parallax the cross-view matching finds; registration is for registered-pair '
+                              f'layouts ({", ".join(MEASURED_LAYOUTS)}). Leave --misaligned out.')
+    if max_misalignment <= 0:
+        raise CSPSRInputError(f'--max-misalignment must be positive, got {max_misalignment}.')
     plan = scan_layout(layout, root, splits, subset, frames or 'clean')
     settings = {'format': FORMAT_VERSION, 'layout': layout, 'scales': scales, 'crop_size': crop_size or None,
                 'step': step if crop_size else None}
+    if misaligned != 'keep':  # changes the images written; 'keep' only measures (older splits stay valid)
+        settings.update(misaligned=misaligned, max_misalignment=max_misalignment)
+
     if frames:
         settings['frames'] = frames
     summaries = {}
@@ -382,7 +435,7 @@ def prepare(layout: str, root: str, out: str, scales: Sequence[int] = (2, 4), sp
         if not pairs:
             raise CSPSRInputError(f'no pairs found for split {split_name} in {root}.')
         split = Path(out) / split_name
-        summaries[split_name] = prepare_split(split, pairs, settings, n_proc, progress)
+        summaries[split_name] = prepare_split(split, pairs, settings, n_proc, progress, max_misalignment)
         if lmdb:
             summaries[split_name]['lmdb'] = _lmdb(split, n_proc, progress)
     return summaries

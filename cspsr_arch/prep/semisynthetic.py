@@ -5,11 +5,15 @@ Input: any folder of ``<name>_rgb.<ext>`` / ``<name>_nir.<ext>`` pairs of one si
 ``tools/prepare_data.py``), e.g. ``../shared/data/real_rgbnir``. For every pair and variant:
 
 * **Registration check.** The real NIR is used as the NIR *of the left (VIS) view*, so VIS and NIR must be
-  registered. The tool measures it: phase correlation of the gradient magnitudes of the VIS luminance and
-  the NIR on overlapping 128-pixel tiles (at the source resolution); ``misalignment = |median tile shift|
-  + 80th percentile of the tiles' distance to it`` (pixels). Registered pairs measure 0.5-2 pixels (the
-  spread of the estimate); a stereo pair with parallax or a shifted pair measures several. Pairs above
-  ``--max-misalignment`` (default 2.5) are an error naming them, or skipped / kept with ``--misaligned``.
+  registered. The tool measures every pair (:func:`cspsr_arch.prep.registration.measure_misalignment`: phase
+  correlation of the gradient magnitudes on overlapping 128-pixel tiles at the source resolution;
+  ``misalignment = |median tile shift| + 80th percentile of the tiles' distance to it``, in pixels).
+  Registered pairs measure 0.5-1.5 pixels (the spread of the estimate); a stereo pair with parallax, a
+  shifted pair or one whose content moved between the two shots measures several. Pairs above
+  ``--max-misalignment`` (default 2.5) are an error naming them, or, with ``--misaligned``, skipped, kept,
+  or **registered**: the NIR warped onto the VIS by a dense, smooth field
+  (:func:`cspsr_arch.prep.registration.register_nir`; the VIS is never touched) and measured again; a pair
+  still beyond the limit is left out and reported.
 * **Geometry.** A plausible left disparity is generated for the VIS image (``cspsr_arch.prep.synthetic.scenes``:
   a ground plane with tilt and wobble plus image segments lifted to fronto-parallel layers; far end 1-6
   and largest 24-44 pixels per 480 pixels of the longest side), the right disparity is its z-buffered
@@ -29,6 +33,8 @@ Usage::
 
     python tools/make_semisynthetic_rgbnir.py --input ../shared/data/real_rgbnir --out datasets/SemiSynthetic \\
         --scales 2 4 --misaligned skip --test-scenes scene_tree
+    python tools/make_semisynthetic_rgbnir.py --input ../shared/data/nirscene_country --out datasets/Country \\
+        --scales 4 --max-size 480 --misaligned register --max-misalignment 1.5 --test-scenes 0040 0041
 """
 from __future__ import annotations
 
@@ -41,53 +47,10 @@ import numpy as np
 
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.prep.prepare import read_pair as _read_pair
+from cspsr_arch.prep.registration import MISALIGNED_POLICIES, check_pair, measure_misalignment  # noqa: F401
 from cspsr_arch.prep.sources import SourcePair, scan_layout
 from cspsr_arch.prep.split import meta_keys, meta_line, prepare_split, write_meta_info, write_sample
 from cspsr_arch.prep.synthetic.scenes import crop_box, disparity_range, right_view, scene_rng, synth_disparity
-
-MISALIGNED_POLICIES = ('error', 'skip', 'keep')
-
-
-def _gradient(img: np.ndarray) -> np.ndarray:
-    img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), 1.0)
-    return np.hypot(cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1))
-
-
-def measure_misalignment(vis: np.ndarray, nir: np.ndarray, tile: int = 128,
-                         min_response: float = 0.2) -> Dict[str, Optional[float]]:
-    """How far a VIS/NIR pair is from registered (see the module docstring).
-
-    Args:
-        vis: uint8 VIS image (H, W, 3), BGR.
-        nir: uint8 NIR image (H, W).
-        tile: tile side (shrunk to a quarter of the shorter side for small images).
-        min_response: phase-correlation peak below which a tile (flat, or no common structure) is ignored.
-
-    Returns:
-        dict: ``shift_x``, ``shift_y`` (median tile shift of the NIR relative to the VIS), ``spread`` (80th
-        percentile of the tiles' distance to the median), ``misalignment`` (``|shift| + spread``) and
-        ``tiles`` (tiles used); the figures are None when no tile has enough structure.
-    """
-    g_vis, g_nir = _gradient(cv2.cvtColor(vis, cv2.COLOR_BGR2GRAY)), _gradient(nir)
-    h, w = g_vis.shape
-    tile = max(16, min(tile, min(h, w) // 4))
-    window = cv2.createHanningWindow((tile, tile), cv2.CV_32F)
-    shifts = []
-    for y in range(0, h - tile + 1, tile // 2):
-        for x in range(0, w - tile + 1, tile // 2):
-            a, b = g_vis[y:y + tile, x:x + tile], g_nir[y:y + tile, x:x + tile]
-            # zero-mean tiles: the windowed mean alone would correlate best at zero shift
-            (dx, dy), response = cv2.phaseCorrelate(a - a.mean(), b - b.mean(), window)
-            if response > min_response:
-                shifts.append((dx, dy))
-    if not shifts:
-        return {'shift_x': None, 'shift_y': None, 'spread': None, 'misalignment': None, 'tiles': 0}
-    shifts_arr = np.array(shifts)
-    median = np.median(shifts_arr, axis=0)
-    spread = float(np.percentile(np.hypot(*(shifts_arr - median).T), 80))
-    return {'shift_x': float(median[0]), 'shift_y': float(median[1]), 'spread': spread,
-            'misalignment': float(np.hypot(*median)) + spread, 'tiles': len(shifts)}
-
 
 def default_test_scenes(names: Sequence[str]) -> List[str]:
     """The last third of the sorted names (at least one; none when there is a single pair)."""
@@ -131,31 +94,39 @@ def render_pair(vis: np.ndarray, nir: np.ndarray, key: str, seed: int, variant: 
             'disp_r': d_r.astype(np.float32), 'holes': holes}
 
 
-def _check_registration(pairs: Dict[str, Tuple[SourcePair, np.ndarray, np.ndarray]], policy: str, limit: float,
-                        infos: List[dict]) -> List[str]:
-    """Measure every pair; return the names to use (raise for misaligned ones under the 'error' policy)."""
+def _check_registration(pairs: Dict[str, Tuple[SourcePair, np.ndarray, np.ndarray]], policies: Dict[str, str],
+                        limit: float, infos: List[dict]) -> List[str]:
+    """Measure every pair and apply its policy (registered NIR images replace the found ones in ``pairs``);
+    return the names to use. Raises for misaligned pairs under the 'error' policy, after measuring all.
+
+    Args:
+        pairs: name -> (source pair, VIS, NIR).
+        policies: name -> policy of :data:`MISALIGNED_POLICIES`.
+        limit: Misalignment limit in pixels.
+        infos: Receives one record per pair (:meth:`~cspsr_arch.prep.registration.PairCheck.record` plus ``key``
+            and ``line``, a one-line description).
+    """
     bad, use = [], []
     for name, (pair, vis, nir) in pairs.items():
-        figures = measure_misalignment(vis, nir)
-        misaligned = figures['misalignment'] is not None and figures['misalignment'] > limit
-        infos.append({'key': name, 'registration': figures, 'misaligned': misaligned,
-                      'skipped': misaligned and policy == 'skip'})
-        if misaligned:
-            bad.append(f"{pair.nir} (NIR shifted by {figures['shift_x']:+.1f}, {figures['shift_y']:+.1f} px, spread "
-                       f"{figures['spread']:.1f} px: misalignment {figures['misalignment']:.1f} px)")
-        if not misaligned or policy == 'keep':
+        nir_used, checked = check_pair(vis, nir, policies[name], limit)
+        infos.append({'key': name, **checked.record(), 'line': checked.describe()})
+        if checked.action == 'rejected':
+            bad.append(f'{pair.nir} ({checked.describe()})')
+        if checked.used:
             use.append(name)
-    if bad and policy == 'error':
+            pairs[name] = (pair, vis, nir_used)
+    if bad:
         raise CSPSRInputError(f'{len(bad)} pair(s) are not registered (misalignment above {limit} px): '
-                              + '; '.join(bad) + '. The NIR must be the NIR of the VIS view: register them first, '
-                              'or pass --misaligned skip (leave them out) or --misaligned keep (use them anyway).')
+                              + '; '.join(bad) + '. The NIR must be the NIR of the VIS view: pass --misaligned '
+                              'register (warp the NIR onto the VIS), skip (leave them out) or keep (use them anyway).')
     return use
 
 
 def build_dataset(input_dir: str | Path, out_dir: str | Path, scales: Sequence[int] = (2, 4), seed: int = 0,
                   test_scenes: Optional[Sequence[str]] = None, max_size: Optional[int] = None, variants: int = 2,
-                  misaligned: str = 'error', max_misalignment: float = 2.5,
-                  overwrite: bool = False) -> Tuple[Dict[str, List[str]], List[dict]]:
+                  misaligned: str = 'error', max_misalignment: float = 2.5, overwrite: bool = False,
+                  test_misaligned: Optional[str] = None, exclude: Sequence[str] = (),
+                  train: bool = True) -> Tuple[Dict[str, List[str]], List[dict]]:
     """Generate the semi-synthetic set; returns the split keys and one record per source pair.
 
     Args:
@@ -166,33 +137,49 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, scales: Sequence[i
         test_scenes: pair names of the test split (default :func:`default_test_scenes`).
         max_size: shrink images whose longest side is larger to this size first (None: keep the size).
         variants: training variants per pair (each its own disparity; odd ones mirrored).
-        misaligned: what to do with unregistered pairs: ``'error'``, ``'skip'`` or ``'keep'``.
+        misaligned: what to do with misregistered pairs (:data:`~cspsr_arch.prep.registration.MISALIGNED_POLICIES`):
+            ``'error'``, ``'skip'``, ``'keep'`` or ``'register'`` (the NIR warped onto the VIS; pairs that stay
+            beyond the limit are left out and reported).
         max_misalignment: registration limit in source pixels.
         overwrite: replace non-empty split folders.
+        test_misaligned: the policy of the test pairs when it differs from ``misaligned`` (e.g. ``'keep'``: test
+            photographs as they were taken, training pairs registered); needs ``test_scenes``.
+        exclude: pair names left out of both splits (measured and reported all the same).
+        train: write the training split (False: the test split only).
 
     Returns:
-        ({'train': keys, 'test': keys}, records with ``key``, ``registration``, ``misaligned``, ``skipped``
-        and, for used pairs, ``split``, ``size`` and ``disp_l`` (min, max) of variant 0).
+        ({'train': keys, 'test': keys}, records with ``key``, the registration record of
+        :class:`~cspsr_arch.prep.registration.PairCheck` (``registration``, ``misaligned``, ``action``,
+        ``skipped``, ``after``, ``check``, ``max_shift``), ``line`` and, for used pairs, ``split``, ``size`` and
+        ``disp_l`` (min, max) of variant 0).
     """
     scales = sorted({int(s) for s in scales})
     if not scales or min(scales) < 2:
         raise CSPSRInputError(f'scales must be integers >= 2, got {scales}.')
     if variants < 1:
         raise CSPSRInputError(f'variants must be at least 1, got {variants}.')
-    if misaligned not in MISALIGNED_POLICIES:
-        raise CSPSRInputError(f'misaligned must be one of {", ".join(MISALIGNED_POLICIES)}, got {misaligned!r}.')
+    for policy in (misaligned, test_misaligned or misaligned):
+        if policy not in MISALIGNED_POLICIES:
+            raise CSPSRInputError(f'misaligned must be one of {", ".join(MISALIGNED_POLICIES)}, got {policy!r}.')
+    if test_misaligned is not None and test_scenes is None:
+        raise CSPSRInputError('a policy of its own for the test pairs needs the test scenes named (--test-scenes).')
     pairs = {}
     for pair in scan_layout('pairs', input_dir, splits=['all'])['all']:
         vis, nir = _read_pair(pair)
         pairs[pair.key] = (pair, vis, nir)
+    unknown = sorted(set(exclude) - set(pairs))
+    if unknown:
+        raise CSPSRInputError(f'excluded pair(s) {", ".join(unknown)} are not in {input_dir}; name pairs of the folder.')
+    tests_given = set(test_scenes or ())
+    policies = {name: (test_misaligned or misaligned) if name in tests_given else misaligned for name in pairs}
     infos: List[dict] = []
-    names = _check_registration(pairs, misaligned, max_misalignment, infos)
+    names = [n for n in _check_registration(pairs, policies, max_misalignment, infos) if n not in exclude]
     tests = default_test_scenes(names) if test_scenes is None else list(test_scenes)
     unknown = sorted(set(tests) - set(names))
     if unknown:
         raise CSPSRInputError(f'test scene(s) {", ".join(unknown)} are not among the usable pairs of {input_dir} '
                               f'({", ".join(names) or "none"}); name pairs of the folder (<name>_rgb / <name>_nir).')
-    plan = {'train': [(n, v) for n in names if n not in tests for v in range(variants)],
+    plan = {'train': [(n, v) for n in names if n not in tests for v in range(variants)] if train else [],
             'test': [(n, 0) for n in names if n in tests]}
     plan = {split: items for split, items in plan.items() if items}
     if not plan:

@@ -56,7 +56,7 @@ def test_registration_check_finds_the_shifted_pair(tool, pairs, tmp_path):
             assert figures['shift_x'] == pytest.approx(-6, abs=0.5) and figures['misalignment'] > 5
         else:
             assert figures['misalignment'] < 2.0, (name, figures)
-    with pytest.raises(CSPSRInputError, match=r'shifted_nir\.png .*--misaligned skip'):
+    with pytest.raises(CSPSRInputError, match=r'shifted_nir\.png .*--misaligned register.*skip'):
         tool.build_dataset(pairs, tmp_path / 'out', scales=(4, ))
     assert not (tmp_path / 'out').exists()  # nothing written before the check
 
