@@ -66,6 +66,21 @@ def test_vis_nir_size_mismatch(capsys, model, tmp_path):
     assert f'{nir} is 25x20 (WxH) but {vis} is 26x20' in err and 'same size' in err
 
 
+def test_nir_of_the_wrong_size_for_a_nir_scale_network(capsys, tmp_path):
+    from basicsr.models import build_model
+    torch.save({'params': CSPSR(**NET, nir_scale=2).state_dict()}, tmp_path / 'f.pth')
+    opt = tmp_path / 'f.yml'
+    opt.write_text(yaml.safe_dump({'network_g': {'type': 'CSPSR', **NET, 'nir_scale': 2}}))
+    vis, nir = _pair(tmp_path)  # the NIR at the VIS size
+    err = _infer_error(capsys, (opt, tmp_path / 'f.pth'), vis, nir)
+    assert (f'{nir} is 26x20 (WxH) but {vis} is 26x20: this network takes its NIR at nir_scale (2) x the VIS size, '
+            'so the NIR must be 52x40.') in err
+    model_opt = {'model_type': 'CSPSRModel', 'network_g': {'type': 'CSPSR', **NET, 'nir_scale': 2},
+                 'datasets': {'val': {'name': 'v'}}}
+    with pytest.raises(CSPSRInputError, match='Set datasets:val:nir_scale: 2.'):
+        build_model(model_opt)
+
+
 def test_nir_with_three_unequal_channels(capsys, model, tmp_path):
     vis, nir = _pair(tmp_path)
     err = _infer_error(capsys, model, vis, vis)  # VIS given as NIR: the usual cause

@@ -12,10 +12,15 @@ Usage::
                               [--ablations] [--real ../shared/data/real_rgbnir] [--threads N] [--train-only]
                               [--iters N] [--network MODEL.KEY=VALUE ...] [--protocol bicubic|camera|both]
                               [--seeds N] [--seeds-of MODEL=N ...] [--country ../shared/data/nirscene_country]
-                              [--datasets synthetic country semisynthetic]
+                              [--datasets synthetic country semisynthetic country_registered]
+                              [--country-train keep|skip|register]
 
 ``--protocol both --seeds 2`` trains every model under both protocols, twice each: the tables give the mean and
 spread over seeds, paired per-image differences and the NIR-zeroed / NIR-swapped diagnostics.
+
+``--datasets country country_registered --country-train register --models EDSR ConcatNIR CSPSR CSPSR_HRNIR``
+trains on real country pairs only (registered by the tool where they were not) and scores every model on the
+12-key test split and on the registered test split: neither split's photographs are trained on.
 
 ``--iters`` and ``--network`` (e.g. ``--name cpu_instance --network CSPSR.norm=instance``) change the preset for
 one benchmark, to try a variant on the same data and budget; the report lists the networks as trained.
@@ -31,12 +36,13 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from cspsr_arch.benchmark.pipeline import DATASETS, DEFAULT_COUNTRY, DEFAULT_REAL, run_benchmark
+from cspsr_arch.benchmark.data import DATASETS, DEFAULT_DATASETS, TRAIN_POLICIES
+from cspsr_arch.benchmark.pipeline import DEFAULT_COUNTRY, DEFAULT_REAL, run_benchmark
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line entry point."""
-    from cspsr_arch.benchmark.presets import PRESETS, SR_MODELS, with_networks
+    from cspsr_arch.benchmark.presets import EXTRA_MODELS, PRESETS, SR_MODELS, with_networks
     from cspsr_arch.errors import CSPSRInputError
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], epilog=__doc__,
@@ -44,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--preset', choices=sorted(PRESETS), required=True, help='budget and sizes (see below)')
     p.add_argument('--name', default=None, help='benchmark name (folder under --out); default: the preset name')
     p.add_argument('--out', default='results/benchmark', help='where benchmarks go (default: results/benchmark)')
-    p.add_argument('--models', nargs='+', default=None, choices=[*SR_MODELS, 'CSPSR_given'],
+    p.add_argument('--models', nargs='+', default=None, choices=[*SR_MODELS, *EXTRA_MODELS],
                    help='models of the main table (default: all, and CSPSR_given if the preset has it)')
     p.add_argument('--ablations', action='store_true', help='also train the Table 4 variants (x4)')
     p.add_argument('--real', default=str(DEFAULT_REAL), help=f'folder of real *_rgb/*_nir pairs (default: {DEFAULT_REAL})')
@@ -55,8 +61,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--seeds', type=int, default=1, help='training runs of every model (mean +- std in the tables)')
     p.add_argument('--seeds-of', nargs='+', default=[], metavar='MODEL=N',
                    help='train these models another number of times than --seeds, e.g. RCAN=1 HAT=1')
-    p.add_argument('--datasets', nargs='+', default=list(DATASETS), choices=DATASETS,
-                   help='data sets to train and test on (default: all; country alone trains on real NIR only)')
+    p.add_argument('--datasets', nargs='+', default=list(DEFAULT_DATASETS), choices=DATASETS,
+                   help=f'data sets to train and test on (default: {" ".join(DEFAULT_DATASETS)}; country alone trains '
+                   'on real NIR only; country_registered tests on the registered split of the country pairs, and '
+                   'with country keeps both test splits out of training)')
+    p.add_argument('--country-train', choices=TRAIN_POLICIES, default=None,
+                   help="the country pairs' misregistered training pairs: keep them, skip them, or register them "
+                   "(the NIR warped onto the VIS); their test photographs stay as taken (default: the preset's, keep)")
     p.add_argument('--iters', type=int, default=None, help="override the preset's training iterations")
     p.add_argument('--network', nargs='+', default=[], metavar='MODEL.KEY=VALUE',
                    help="change the preset's network options, e.g. CSPSR.norm=instance CSPSR.num_dmf=6 (CSPSR's apply "
@@ -93,7 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                train_only=args.train_only, country=Path(args.country) if args.country else None,
                                protocols=['bicubic', 'camera'] if args.protocol == 'both' else [args.protocol],
                                seeds=args.seeds, compiled=args.compile, model_seeds=model_seeds,
-                               datasets=args.datasets)
+                               datasets=args.datasets, country_train=args.country_train)
     except CSPSRInputError as err:
         print(f'benchmark: error: {err}', file=sys.stderr)
         return 2

@@ -45,3 +45,14 @@ class ShuffleHead(nn.Sequential):
         if base is not None:
             out = out.add_(bicubic_phases(base, self[1].upscale_factor))  # in place: conv's backward needs no output
         return self[1](out)
+
+    def forward_phases(self, x: Tensor, phases: Optional[Tensor] = None) -> Tensor:
+        """``shuffle(conv(x) + phases)``: a global skip already in the pre-shuffle layout, (n, out_ch*scale**2, h, w).
+
+        The NIR head of ``CSPSR(nir_scale=f)`` with ``f > 1`` adds its skip this way, from
+        :func:`~cspsr_arch.archs.bicubic.bicubic_phases_unshuffled` of the warped NIR at ``f`` x LR.
+        """
+        out = self[0](x)
+        if phases is not None:
+            out = out.add_(phases)
+        return self[1](out)

@@ -9,6 +9,8 @@ from torch import Tensor, nn
 from cspsr_arch.archs.branch import ShallowBranch, ShuffleHead
 from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
 from cspsr_arch.archs.dmf import DMF
+from cspsr_arch.archs.hr_nir import (check_nir_scale, guide_on_lr_grid, nir_on_lr_grid, nir_skip_phases,
+                                     warp_fine_nir)
 from cspsr_arch.archs.warp import WarpToLeft
 
 CVM_MODES = ('learned', 'given', 'none')
@@ -82,6 +84,21 @@ class CSPSR(nn.Module):
         channel_pool (str): Features CSFT's channel gates pool: ``'normalised'`` (paper) or ``'raw'`` (before
             the normalisation, which otherwise leaves the gates nearly input-independent; see
             :class:`~cspsr_arch.archs.csft.CSFT`). Default: ``'normalised'``.
+        nir_scale (int): The NIR enters at ``nir_scale`` x the LR size of the VIS (rigs whose NIR camera has
+            the higher resolution; ``nir_scale = upscale``, a NIR at the output size, is the upper bound of
+            NIR guidance). It must divide ``upscale``; ``branches='vis'`` takes 1 only. 1 is the paper's
+            model, unchanged. With ``f = nir_scale > 1`` (:mod:`cspsr_arch.archs.hr_nir`): the learned CVM
+            still matches on the LR grid, given the NIR reduced to the LR size by antialiased bicubic
+            resizing (``F.interpolate(..., mode='bicubic', antialias=True)``, close to the MATLAB-style
+            ``imresize`` that made the LR images of the data), so its weights and cost do not change;
+            ``cvm='given'`` takes the LR disparity as for 1. The NIR is warped at its own resolution, by the
+            LR disparity bilinearly upscaled (values times ``f``), so it keeps its detail through the warp;
+            the warped NIR and its validity mask are then pixel-unshuffled onto the LR grid,
+            ``(num_nir_ch + 1) * f**2`` channels into the NIR branch (or the concatenation of
+            ``branches='concat'``), so every fine NIR sample reaches the network and none is averaged
+            away. NIR_SR stays at ``upscale`` x LR; its global skip is the bicubic upsampling of the warped
+            NIR by ``upscale / f`` (the warped NIR itself when ``f = upscale``), added before the pixel
+            shuffle. ``disp_l``/``disp_r`` stay in LR pixels. Default: 1.
     """
 
     def __init__(self,
@@ -100,7 +117,8 @@ class CSPSR(nn.Module):
                  global_skip: bool = True,
                  branches: str = 'dual',
                  vis_path: str = 'fused',
-                 channel_pool: str = 'normalised') -> None:
+                 channel_pool: str = 'normalised',
+                 nir_scale: int = 1) -> None:
         super().__init__()
         cvm = 'none' if cvm is None else cvm  # BasicSR's --force_yml turns 'none' into None
         if cvm not in CVM_MODES:
@@ -111,6 +129,7 @@ class CSPSR(nn.Module):
             raise ValueError(f'upscale must be 2, 3 or 4, got {upscale}.')
         if branches == 'vis' and cvm != 'none':
             raise ValueError("branches='vis' does not use the NIR image: set cvm='none'.")
+        self.nir_scale = check_nir_scale(nir_scale, upscale, branches)
         self.num_in_ch, self.num_nir_ch = num_in_ch, num_nir_ch
         self.upscale, self.cvm, self.global_skip, self.branches = upscale, cvm, global_skip, branches
         if cvm == 'learned':
@@ -119,10 +138,11 @@ class CSPSR(nn.Module):
             self.cvm_net = CrossSpectralStereoNet(num_in_ch, min_disp=min_disp, max_disp=max_disp)
         if cvm != 'none':  # a module without weights: a forward hook on it sees the warped NIR and its mask
             self.warp_nir = WarpToLeft()
-        vis_in = num_in_ch + (num_nir_ch + 1 if branches == 'concat' else 0)
+        guide_ch = (num_nir_ch + 1) * nir_scale * nir_scale  # NIR + validity mask of the warp, unshuffled to LR
+        vis_in = num_in_ch + (guide_ch if branches == 'concat' else 0)
         self.branch_vis = ShallowBranch(vis_in, num_feat)
         if branches == 'dual':
-            self.branch_nir = ShallowBranch(num_nir_ch + 1, num_feat)  # NIR + validity mask of the warp
+            self.branch_nir = ShallowBranch(guide_ch, num_feat)
             self.dmfs = nn.ModuleList(
                 [DMF(num_feat, kernel_size, use_dyconv=use_dyconv, use_csft=use_csft, norm=norm, vis_path=vis_path,
                      channel_pool=channel_pool) for _ in range(num_dmf)])
@@ -137,12 +157,20 @@ class CSPSR(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def _check_inputs(self, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor]) -> None:
+        f = self.nir_scale
         if lq.dim() != 4 or lq.size(1) != self.num_in_ch:
             raise ValueError(f'CSPSR expects the VIS input as (n, {self.num_in_ch}, h, w), got {tuple(lq.shape)}.')
         if lq_nir.dim() != 4 or lq_nir.size(1) != self.num_nir_ch:
-            raise ValueError(f'CSPSR expects the NIR input as (n, {self.num_nir_ch}, h, w), got {tuple(lq_nir.shape)}.')
-        if lq.shape[-2:] != lq_nir.shape[-2:] or lq.size(0) != lq_nir.size(0):
-            raise ValueError(f'VIS {tuple(lq.shape)} and NIR {tuple(lq_nir.shape)} inputs differ in batch or size.')
+            size = 'h, w' if f == 1 else f'{f}*h, {f}*w'
+            raise ValueError(f'CSPSR expects the NIR input as (n, {self.num_nir_ch}, {size}), '
+                             f'got {tuple(lq_nir.shape)}.')
+        if f == 1:
+            if lq.shape[-2:] != lq_nir.shape[-2:] or lq.size(0) != lq_nir.size(0):
+                raise ValueError(f'VIS {tuple(lq.shape)} and NIR {tuple(lq_nir.shape)} inputs differ in batch or size.')
+        elif tuple(lq_nir.shape[-2:]) != (f * lq.size(2), f * lq.size(3)) or lq.size(0) != lq_nir.size(0):
+            raise ValueError(f'VIS {tuple(lq.shape)} and NIR {tuple(lq_nir.shape)} inputs differ in batch or size: '
+                             f'this network has nir_scale={f}, so the NIR must be nir_scale times the VIS size, '
+                             f'{f * lq.size(2)}x{f * lq.size(3)} (HxW) for a {lq.size(2)}x{lq.size(3)} VIS.')
         if self.cvm == 'given':
             if disp is None:
                 raise ValueError("CSPSR(cvm='given') needs the left disparity: forward(lq, lq_nir, disp). Use a data "
@@ -153,13 +181,18 @@ class CSPSR(nn.Module):
 
     def match(self, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor],
               disp_r: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-        """Left and right disparity (LR pixels) that cross-view matching uses for this pair."""
+        """Left and right disparity (LR pixels) that cross-view matching uses for this pair.
+
+        With ``nir_scale > 1`` the learned CVM matches the VIS with the NIR reduced to the LR size
+        (:func:`~cspsr_arch.archs.hr_nir.nir_on_lr_grid`).
+        """
         if self.cvm == 'learned':
-            disp_l, disp_r, _ = self.cvm_net(lq, lq_nir)
+            nir_lr = lq_nir if self.nir_scale == 1 else nir_on_lr_grid(lq_nir, tuple(lq.shape[-2:]))
+            disp_l, disp_r, _ = self.cvm_net(lq, nir_lr)
             return disp_l, disp_r
         if self.cvm == 'given':
             return disp, disp_r
-        zeros = lq_nir.new_zeros(lq_nir.size(0), 1, *lq_nir.shape[-2:])
+        zeros = lq_nir.new_zeros(lq_nir.size(0), 1, *lq.shape[-2:])
         return zeros, zeros
 
     def forward(self, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor] = None,
@@ -168,7 +201,7 @@ class CSPSR(nn.Module):
 
         Args:
             lq (Tensor): LR VIS, left view, (n, 3, h, w) in [0, 1].
-            lq_nir (Tensor): LR NIR, right view, (n, 1, h, w) in [0, 1].
+            lq_nir (Tensor): NIR, right view, (n, 1, f*h, f*w) in [0, 1], ``f = nir_scale`` (1: the LR size).
             disp (Tensor | None): Left disparity in LR pixels, (n, 1, h, w); needed when ``cvm='given'``
                 (ignored otherwise).
             disp_r (Tensor | None): Right disparity in LR pixels; with ``cvm='given'`` passed through for
@@ -182,8 +215,12 @@ class CSPSR(nn.Module):
         disp_l, disp_r = self.match(lq, lq_nir, disp, disp_r)
         if self.cvm == 'none':
             nir, valid = lq_nir, torch.ones_like(lq_nir[:, :1])
-        else:
+        elif self.nir_scale == 1:
             nir, valid = self.warp_nir(lq_nir, disp_l)
+        else:
+            nir, valid = warp_fine_nir(self.warp_nir, lq_nir, disp_l)
+        if self.nir_scale != 1:
+            return self._forward_fine_nir(lq, nir, valid, disp_l, disp_r)
         nir_sr = None
         if self.branches == 'dual':
             feat_vis = self.branch_vis(lq)
@@ -196,5 +233,25 @@ class CSPSR(nn.Module):
             feat_vis = self.branch_vis(lq if self.branches == 'vis' else torch.cat([lq, nir, valid], dim=1))
             deep_vis = self.body(feat_vis)
         # the global skips (bicubic VIS and warped NIR) are added inside the heads, before the pixel shuffle
+        sr = self.head_vis(self.conv_after_vis(deep_vis).add_(feat_vis), lq if self.global_skip else None)
+        return CSPSROutput(sr, nir_sr, disp_l, disp_r)
+
+    def _forward_fine_nir(self, lq: Tensor, nir: Tensor, valid: Tensor, disp_l: Tensor,
+                          disp_r: Optional[Tensor]) -> CSPSROutput:
+        """The rest of :meth:`forward` for ``nir_scale > 1``: ``nir``/``valid`` are the warped NIR and its mask
+        at ``nir_scale`` x LR, pixel-unshuffled onto the LR grid here (see :mod:`cspsr_arch.archs.hr_nir`)."""
+        guide = guide_on_lr_grid(nir, valid, self.nir_scale)
+        nir_sr = None
+        if self.branches == 'dual':
+            feat_vis = self.branch_vis(lq)
+            feat_nir = self.branch_nir(guide)
+            deep_vis, deep_nir = feat_vis, feat_nir
+            for dmf in self.dmfs:
+                deep_vis, deep_nir = dmf(deep_vis, deep_nir)
+            skip = nir_skip_phases(guide, nir, self.nir_scale, self.upscale) if self.global_skip else None
+            nir_sr = self.head_nir.forward_phases(deep_nir + feat_nir, skip)
+        else:  # 'concat' ('vis' takes nir_scale 1 only)
+            feat_vis = self.branch_vis(torch.cat([lq, guide], dim=1))
+            deep_vis = self.body(feat_vis)
         sr = self.head_vis(self.conv_after_vis(deep_vis).add_(feat_vis), lq if self.global_skip else None)
         return CSPSROutput(sr, nir_sr, disp_l, disp_r)

@@ -16,7 +16,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from cspsr_arch.benchmark.runs import Run, dataset_options
+from cspsr_arch.benchmark.runs import Run, dataset_options, network_nir_scale
 
 METRICS = ('psnr', 'ssim', 'psnr_y', 'ssim_y')
 
@@ -37,16 +37,17 @@ def scores(sr: np.ndarray, gt: np.ndarray, crop_border: int) -> Dict[str, float]
     return out
 
 
-def test_loader(split: Path, scale: int, degradation: Optional[dict] = None):
+def test_loader(split: Path, scale: int, degradation: Optional[dict] = None, nir_scale: int = 1):
     """Batch-1 loader over a test split with every stream (each model reads what it uses).
 
     Args:
         split: Test split folder.
         scale: Scale factor.
         degradation: The camera protocol's ``degradation`` block (None: the bicubic protocol); fixed per key.
+        nir_scale: The NIR input at this multiple of the LR size (the model's ``nir_scale``).
     """
     from basicsr.data import build_dataloader, build_dataset
-    opt = dict(dataset_options(split, scale, 'test', disparity=True), phase='val', scale=scale)
+    opt = dict(dataset_options(split, scale, 'test', disparity=True, nir_scale=nir_scale), phase='val', scale=scale)
     if degradation is not None:
         opt['degradation'] = degradation
     return build_dataloader(build_dataset(opt), opt, num_gpu=0, dist=False)
@@ -210,7 +211,8 @@ def evaluate(run: Optional[Run], root: Path, test_name: str, split: Path, scale:
     if model is not None and compiled:
         from cspsr_arch.engine.compile import compile_network
         model.net_g = compile_network(model.net_g, model.device, log=lambda msg: print(f'[benchmark] {msg}'))
-    loader = tqdm(test_loader(split, scale, degradation), desc=f'eval {tag}', unit='img', leave=False,
+    nir_scale = network_nir_scale(run.opt['network_g']) if run else 1
+    loader = tqdm(test_loader(split, scale, degradation, nir_scale), desc=f'eval {tag}', unit='img', leave=False,
                   dynamic_ncols=True)
     per_image = score_loader(model, loader, scale, image_dir if nir == 'real' else None, row, nir)
     result = {'split_sha256': fingerprint, 'unavailable': True} if per_image is None else {

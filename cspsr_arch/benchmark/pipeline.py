@@ -3,16 +3,17 @@
 Steps (each one is skipped when an earlier run of the same benchmark finished it, so an interrupted
 benchmark resumes where it stopped):
 
-1. **Data** under ``<out>/<name>/data``: the synthetic cross-view set (``cspsr_arch.prep.synthetic``), the
-   semi-synthetic sets made from the real RGB-NIR pairs of ``--country`` (the EPFL country pairs, the main real
-   test set) and ``--real`` (:mod:`cspsr_arch.prep.semisynthetic`; an absent folder leaves its set out, and
-   the report says so). The preset's validation scenes are held out of the training splits.
+1. **Data** under ``<out>/<name>/data`` (:mod:`cspsr_arch.benchmark.data`): the synthetic cross-view set
+   (``cspsr_arch.prep.synthetic``), the semi-synthetic sets made from the real RGB-NIR pairs of ``--country``
+   (the EPFL country pairs, the main real test set, and on request its registered test split) and ``--real``
+   (:mod:`cspsr_arch.prep.semisynthetic`; an absent folder leaves its set out, and the report says so). The
+   preset's validation scenes are held out of the training splits.
 2. **Training** with ``basicsr train`` (BasicSR's pipeline, in this process) of every model at every scale and
    under every protocol (``bicubic``, ``camera``), ``--seeds`` times each, on one training split, the union of
    the data sets' training splits (``data/train``, hard links), for the same budget
    (``cspsr_arch.benchmark.presets``): the pre-training of CSPSR's learned cross-view matching, then EDSR, RCAN,
-   HAT (VIS only), the concatenation baseline, CSPSR, and (if the preset says so) CSPSR with the ground-truth
-   disparity as a reference row; ``--ablations`` adds the paper's Table 4 variants (x4). The validation split
+   HAT (VIS only), the concatenation baseline, CSPSR, and (if the preset says so, or ``--models`` names them)
+   CSPSR with the ground-truth disparity as a reference row and CSPSR given the NIR at the HR size; ``--ablations`` adds the paper's Table 4 variants (x4). The validation split
    (``data/val``) is scored every ``val_every`` iterations. Option files of every run: ``<out>/<name>/options``;
    logs: ``<out>/<name>/logs``.
 3. **Evaluation** of each model and of bicubic interpolation on each data set's test split under each protocol
@@ -32,12 +33,11 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
+from cspsr_arch.benchmark.data import DEFAULT_DATASETS, combine_train_splits, prepare_data
 from cspsr_arch.engine.options import plain
-from cspsr_arch.errors import CSPSRInputError
-from cspsr_arch.prep.semisynthetic import build_dataset as build_semisynthetic
-from cspsr_arch.prep.split import META_INFO, STREAM_NAMES, image_path, meta_keys
+from cspsr_arch.prep.split import META_INFO
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository (its ``options`` and ``tools`` folders)."""
@@ -52,149 +52,13 @@ DESCRIPTIONS = {
                  'of one branch: CSPSR(branches=concat, cvm=none), no NIR branch, no DMF, no L_CSSC.',
     'CSPSR': 'dual branch with DMF fusion; learned cross-view matching (pre-trained without labels, then fine-tuned); '
              'loss + 0.1 L_CSSC.',
+    'CSPSR_HRNIR': 'CSPSR given the right-view NIR at the HR size (nir_scale = scale: warped at its own resolution, '
+                   'then pixel-unshuffled onto the LR grid): rigs whose NIR camera has the output resolution, and '
+                   'an upper bound of what a NIR image can give.',
     'CSPSR_given': 'CSPSR warping the NIR by the data set\'s ground-truth disparity: an oracle reference row, not a '
                    'method (real rigs have no such disparity).',
 }
 HIDDEN_KEYS = ('type', 'upscale', 'num_in_ch', 'num_out_ch', 'num_nir_ch', 'rgb_mean', 'img_range')
-
-
-def _generate(folder: Path, settings: dict, make) -> dict:
-    """Run ``make()`` unless ``folder`` holds a set generated with the same settings; return its record."""
-    stamp = folder / 'benchmark_data.json'
-    if stamp.is_file():
-        record = json.loads(stamp.read_text())
-        if record['settings'] == settings:
-            return record
-    keys, infos = make()
-    record = {'settings': settings, 'keys': keys, 'infos': plain(infos)}
-    stamp.write_text(json.dumps(record, indent=1))
-    return record
-
-
-def _semisynthetic(data_root: Path, name: str, source: Path, settings: dict, scales: List[int], policy: str) -> dict:
-    """A semi-synthetic set made from the real pairs of ``source`` (generated or reused)."""
-    semi = dict(settings)
-    policy = semi.pop('misaligned', policy)
-    folder = data_root / name
-    stamp = plain({'input': str(source.resolve()), 'scales': scales, 'seed': 0, 'misaligned': policy, **semi})
-    print(f'[benchmark] data: semi-synthetic set from {source} in {folder}', flush=True)
-    record = _generate(folder, stamp, lambda: build_semisynthetic(
-        source, folder, scales, 0, misaligned=policy, overwrite=True, **semi))
-    skipped = [f"{i['key']} ({i['registration']['misalignment']:.1f} px)" for i in record['infos'] if i['skipped']]
-    kept = [i['key'] for i in record['infos'] if i['misaligned'] and not i['skipped']]
-    size = f"longest side {semi['max_size']} px" if semi.get('max_size') else 'full size'
-    notes = (f"; left out as not registered: {', '.join(skipped)}" if skipped else '') + (
-        f"; kept although the registration check measured more than 2.5 px (moving content between the two "
-        f"shots): {len(kept)} pair(s)" if kept else '')
-    return {'dir': folder, 'keys': record['keys'], 'settings': stamp, 'description': (
-        f"the real VIS/NIR pairs of {source.name}/ with a generated disparity, the real NIR moved to the right view "
-        f"(tools/make_semisynthetic_rgbnir.py, {size}, {semi.get('variants', 2)} variant(s) per training pair, split "
-        f'by scene){notes}.')}
-
-
-DATASETS = ('synthetic', 'country', 'semisynthetic')
-"""The benchmark's data sets (``--datasets``)."""
-
-
-def prepare_data(data_root: Path, preset, real: Optional[Path], country: Optional[Path] = None,
-                 datasets: Sequence[str] = DATASETS) -> Dict[str, dict]:
-    """Generate (or reuse) the benchmark's data sets; return name -> ``dir``, ``keys``, ``description``.
-
-    Args:
-        data_root: Where the sets go.
-        preset: Their settings.
-        real: Folder of the six real pairs (semi-synthetic set ``semisynthetic``), or None.
-        country: Folder of the EPFL country pairs (semi-synthetic set ``country``), or None.
-        datasets: The sets to use, among :data:`DATASETS` (e.g. ``country`` alone: models trained on real NIR only).
-    """
-    from cspsr_arch.prep.synthetic.build import build_dataset as build_synthetic
-    unknown = sorted(set(datasets) - set(DATASETS))
-    if unknown or not datasets:
-        raise CSPSRInputError(f'data sets {unknown or "(none)"}: choose among {", ".join(DATASETS)}.')
-    data_root.mkdir(parents=True, exist_ok=True)
-    scales = list(preset.scales)
-    syn, out = dict(preset.synthetic), {}
-    if 'synthetic' in datasets:
-        folder = data_root / 'synthetic'
-        settings = plain({'scales': scales, 'seed': 0, **syn})
-        print(f'[benchmark] data: synthetic cross-view set in {folder}', flush=True)
-        record = _generate(folder, settings, lambda: build_synthetic(
-            folder, scales, 0, overwrite=True, **syn))
-        out['synthetic'] = {'dir': folder, 'keys': record['keys'], 'settings': settings, 'description': (
-            f"the embedded synthetic cross-view set (cspsr_arch.prep.synthetic, longest side "
-            f"{syn.get('max_size', 480)} px, {syn.get('variants', 2)} variant(s) per training scene, "
-            f"{syn.get('test_variants', 1)} per test scene; VIS camera effects, rendered NIR, dense ground-truth "
-            'disparity).')}
-    for name, source, settings, policy in (('country', country, preset.country, 'keep'),
-                                           ('semisynthetic', real, preset.semisynthetic, 'skip')):
-        if name not in datasets:
-            continue
-        if source is None or not source.is_dir():
-            print(f'[benchmark] data: no real pairs at {source}: the {name} set is left out', flush=True)
-        elif settings:
-            out[name] = _semisynthetic(data_root, name, source, settings, scales, policy)
-    return out
-
-
-def _up_to_date(src: Path, dst: Path) -> bool:
-    """``dst`` is a hard link or a complete copy of ``src`` made after it."""
-    try:
-        d = dst.stat()
-    except FileNotFoundError:
-        return False
-    s = src.stat()
-    return d.st_size == s.st_size and d.st_mtime >= s.st_mtime
-
-
-def scene_of(key: str) -> str:
-    """The scene of a training key (``<scene>_v<k>`` -> ``<scene>``)."""
-    stem, _, variant = key.rpartition('_v')
-    return stem if stem and variant.isdigit() else key
-
-
-def combine_train_splits(data: Dict[str, dict], out: Path, scales: Sequence[int],
-                         val_scenes: Optional[Dict[str, Sequence[str]]] = None, validation: bool = False) -> Path:
-    """One split holding every data set's training images (keys ``<data set>__<key>``), hard-linked (copied
-    where links are impossible); kept as it is when it already holds exactly these images (another
-    benchmark process may be reading it), rebuilt otherwise.
-
-    Args:
-        data: Data set name -> record of :func:`prepare_data`.
-        out: The combined split folder.
-        scales: Scales whose LR folders to include.
-        val_scenes: Per data set, training scenes held out for validation (all variants of each).
-        validation: Build the validation split (those scenes) instead of the training split (the others).
-    """
-    import shutil
-    held_out = {name: set(scenes) for name, scenes in (val_scenes or {}).items()}
-    streams = [(stream, s) for s in (None, *scales) for stream in STREAM_NAMES]
-    meta, files = [], []
-    for name, record in data.items():
-        split = record['dir'] / 'train'
-        for line in (split / META_INFO).read_text().splitlines():
-            key = meta_keys([line])[0]
-            if (scene_of(key) in held_out.get(name, ())) != validation:
-                continue
-            meta.append(f'{name}__{line}')
-            files += [(image_path(split, stream, key, s), image_path(out, stream, f'{name}__{key}', s))
-                      for stream, s in streams]
-    if not meta:
-        raise CSPSRInputError(f'no {"validation" if validation else "training"} images for {out}: check the preset\'s '
-                              f'val_scenes {val_scenes}.')
-    meta_text = '\n'.join(meta) + '\n'
-    meta_file = out / META_INFO
-    if meta_file.is_file() and meta_file.read_text() == meta_text and all(_up_to_date(*f) for f in files):
-        return out
-    if out.exists():
-        shutil.rmtree(out)
-    for src, dst in files:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copyfile(src, dst)
-    meta_file.write_text(meta_text)
-    return out
 
 
 def training_fingerprint(train_dir: Path, val_dir: Optional[Path], scales: Sequence[int]) -> str:
@@ -295,7 +159,8 @@ def _budget(preset, sample: dict) -> dict:
 def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations: bool, real: Optional[Path],
                   command: str, train_only: bool = False, country: Optional[Path] = None,
                   protocols: Sequence[str] = ('bicubic', ), seeds: int = 1, compiled: bool = False,
-                  model_seeds: Optional[Dict[str, int]] = None, datasets: Sequence[str] = DATASETS) -> Optional[dict]:
+                  model_seeds: Optional[Dict[str, int]] = None, datasets: Sequence[str] = DEFAULT_DATASETS,
+                  country_train: Optional[str] = None) -> Optional[dict]:
     """Everything of the module docstring; returns the report dictionary (None with ``train_only``).
 
     Args:
@@ -313,6 +178,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
         compiled: Evaluate through ``torch.compile`` and report compiled training throughput too.
         model_seeds: Models trained another number of times than ``seeds``.
         datasets: The data sets to train and test on (:data:`DATASETS`).
+        country_train: The country sets' training-pair policy (:data:`TRAIN_POLICIES`), or None (the preset's).
     """
     import torch
 
@@ -324,8 +190,8 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
     root = (out / name).resolve()
     (root / 'logs').mkdir(parents=True, exist_ok=True)
     setup_logger(root / 'logs' / 'benchmark.log')
-    data = prepare_data(root / 'data', preset, real, country, datasets)
-    val_scenes = {k: v for k, v in preset.val_scenes.items() if k in data}
+    data = prepare_data(root / 'data', preset, real, country, datasets, country_train)
+    val_scenes = {k: v for k, v in preset.val_scenes.items() if k in data and 'train' in data[k]['keys']}
     train_dir = combine_train_splits(data, root / 'data' / 'train', preset.scales, val_scenes)
     val_dir = combine_train_splits(data, root / 'data' / 'val', preset.scales, val_scenes, validation=True) \
         if val_scenes else None
@@ -351,8 +217,10 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
                        'scenes': plain(val_scenes), 'every': preset.val_every,
                        'figure': 'figures/learning_curves.png', 'curves': curves},
         'datasets': {k: {'description': v['description'], 'train_images': len(v['keys'].get('train', [])),
-                         'test_images': len(v['keys'].get('test', [])), 'test_keys': v['keys'].get('test', [])}
+                         'test_images': len(v['keys'].get('test', [])), 'test_keys': v['keys'].get('test', []),
+                         **({'registration': v['registration']} if 'registration' in v else {})}
                      for k, v in data.items()},
+        'country_train': country_train or 'preset',
         'models': {row: {'model_type': runs[0].opt['model_type'], 'network_g': plain(runs[0].opt['network_g']),
                          'description': DESCRIPTIONS.get(row, '') + ' Here: ' + ', '.join(
                              f'{k} {v}' for k, v in plain(runs[0].opt['network_g']).items() if k not in HIDDEN_KEYS)

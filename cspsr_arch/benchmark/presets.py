@@ -32,6 +32,10 @@ from cspsr_arch.prep.synthetic.scenes import EXTRA_SCENES, SCENES
 
 SR_MODELS: Tuple[str, ...] = ('EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'CSPSR')
 """Models of the main table, in the order of the tables; ``CSPSR_given`` is an optional reference row."""
+EXTRA_MODELS: Tuple[str, ...] = ('CSPSR_given', 'CSPSR_HRNIR')
+"""Rows trained on request (``--models``): CSPSR warping by the ground-truth disparity (an oracle), and CSPSR
+given the NIR at the HR size (``nir_scale`` = scale: rigs whose NIR camera has the output resolution; the
+project's upper bound of what a NIR image can give). Both take the ``CSPSR`` network options."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ class Preset:
         semisynthetic: Keyword arguments of ``cspsr_arch.prep.semisynthetic.build_dataset`` (without input) for
             the six real pairs of ``--real``.
         country: The same for the 52 registered EPFL country pairs of ``--country`` (the main real test set).
+        country_registered: The same for the registered test split of the country pairs (data set
+            ``country_registered``; see :data:`REGISTERED_TEST`).
+        registration_limit: Misalignment (source pixels) under which a pair counts as registered, for the
+            country sets' training pairs when a training policy is given (``--country-train``).
         val_scenes: Per data set, training scenes held out as the validation split (scored every ``val_every``
             iterations for the learning curves; never the test split, never used to choose anything).
         val_every: Iterations between validations (a multiple of ``print_freq``).
@@ -74,6 +82,8 @@ class Preset:
     synthetic: Dict[str, object]
     semisynthetic: Dict[str, object]
     country: Dict[str, object] = field(default_factory=dict)
+    country_registered: Dict[str, object] = field(default_factory=dict)
+    registration_limit: float = 1.5
     val_scenes: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     val_every: int = 500
     camera: Dict[str, object] = field(default_factory=dict)
@@ -103,12 +113,24 @@ SYNTHETIC_TEST = ('motorcycle', 'camera', 'coins', 'chelsea', 'rocket', *EXTRA_S
 COUNTRY_TEST = tuple(f'{k:04d}' for k in range(40, 52) if k != 49) + ('0070', )
 """The last 12 keys of ``nirscene_country`` (0049 does not exist; 0070 is the last key)."""
 
+REGISTERED_BLOCK = tuple(f'{k:04d}' for k in range(2, 13))
+"""Keys 0002-0012 of ``nirscene_country``: one group of mountain and river photographs, shot apart from the
+others (the rest are vineyards, villages and gardens)."""
+REGISTERED_TEST = ('0002', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011', '0012')
+"""The registered real test split: the pairs of :data:`REGISTERED_BLOCK` that the registration measure
+(``cspsr_arch.prep.registration.measure_misalignment``, full-size photographs) finds within 1.5 pixels, chosen
+by that measure alone (0.6-1.4 px; the block's 0003 measures 2.2 px and is left out of training too, as a view of
+the same river as 0004). The photographs the 12-key split tests on (:data:`COUNTRY_TEST`) all measure 1.9-9.6
+px: moving vegetation between the two shots."""
+
 QUICK = Preset(
     name='quick', scales=(4, ),
     synthetic={'scenes': ('astronaut', 'chelsea', 'coffee', 'color', 'coins', 'motorcycle'),
                'test_scenes': ('coins', 'motorcycle'), 'max_size': 96, 'variants': 2},
     semisynthetic={'max_size': 128, 'variants': 2, 'test_scenes': ('scene_tree', )},
     country={'max_size': 128, 'variants': 1, 'test_scenes': COUNTRY_TEST[-2:], 'misaligned': 'keep'},
+    country_registered={'max_size': 128, 'variants': 1, 'test_scenes': REGISTERED_TEST[:2], 'exclude': ('0003', ),
+                        'misaligned': 'keep'},
     val_scenes={'synthetic': ('color', )}, val_every=400,
     iters=1600, batch=8, gt_size=32, lr=2e-3, cosine=True,
     stereo_iters=50, stereo_batch=8, stereo_gt_size=64, max_disp_hr=16,
@@ -128,7 +150,10 @@ CPU = Preset(
                'test_scenes': SYNTHETIC_TEST},
     semisynthetic={'max_size': 480, 'variants': 8, 'test_scenes': ('scene_tree', )},
     country={'max_size': 480, 'variants': 2, 'test_scenes': COUNTRY_TEST, 'misaligned': 'keep'},
-    val_scenes={'synthetic': ('coffee', ), 'country': ('0038', '0039')}, val_every=500,
+    country_registered={'max_size': 480, 'variants': 2, 'test_scenes': REGISTERED_TEST, 'exclude': ('0003', ),
+                        'misaligned': 'keep'},
+    val_scenes={'synthetic': ('coffee', ), 'country': ('0038', '0039'), 'country_registered': ('0038', '0039')},
+    val_every=500,
     iters=4000, batch=8, gt_size=96, lr=1e-3, cosine=True,
     stereo_iters=1500, stereo_batch=8, stereo_gt_size=128, max_disp_hr=48,
     networks={
@@ -147,7 +172,10 @@ PAPER = Preset(
                'test_scenes': SYNTHETIC_TEST},
     semisynthetic={'max_size': 640, 'variants': 8, 'test_scenes': ('scene_tree', )},
     country={'max_size': 1024, 'variants': 4, 'test_scenes': COUNTRY_TEST, 'misaligned': 'keep'},
-    val_scenes={'synthetic': ('coffee', ), 'country': ('0038', '0039')}, val_every=5000,
+    country_registered={'max_size': 1024, 'variants': 4, 'test_scenes': REGISTERED_TEST, 'exclude': ('0003', ),
+                        'misaligned': 'keep'},
+    val_scenes={'synthetic': ('coffee', ), 'country': ('0038', '0039'), 'country_registered': ('0038', '0039')},
+    val_every=5000,
     given_reference=True, num_worker=4, print_freq=100, checkpoints=20, profile_runs=10)
 
 PRESETS: Dict[str, Preset] = {p.name: p for p in (QUICK, CPU, PAPER)}
@@ -175,6 +203,6 @@ def with_networks(preset: Preset, items: Sequence[str]) -> Preset:
             raise CSPSRInputError(f'--network {item!r}: expected MODEL.KEY=VALUE, e.g. CSPSR.norm=instance.')
         if model not in SR_MODELS:
             raise CSPSRInputError(f'--network {item!r}: unknown model {model!r}, expected one of {", ".join(SR_MODELS)} '
-                                  f'(CSPSR_given uses the CSPSR options).')
+                                  f'({" and ".join(EXTRA_MODELS)} use the CSPSR options).')
         networks.setdefault(model, {})[key] = yaml.safe_load(value)
     return replace(preset, networks=networks)

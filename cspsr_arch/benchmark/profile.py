@@ -66,13 +66,26 @@ def build(network_opt: Dict[str, object]) -> Tuple[torch.nn.Module, bool]:
     return ARCH_REGISTRY.get(arch)(**opt), arch == 'CSPSR'
 
 
-def inputs(cross_spectral: bool, lr_hw: Tuple[int, int], device: torch.device) -> tuple:
-    """Random inputs of the LR size (a constant 2-pixel disparity for CSPSR)."""
+def inputs(cross_spectral: bool, lr_hw: Tuple[int, int], device: torch.device, nir_scale: int = 1) -> tuple:
+    """Random inputs of the LR size (a constant 2-pixel disparity for CSPSR), the NIR at ``nir_scale`` x it.
+
+    Args:
+        cross_spectral: The network takes ``lq, lq_nir, disp`` (else ``lq`` alone).
+        lr_hw: LR (height, width).
+        device: Where the tensors go.
+        nir_scale: The network's ``nir_scale`` (``CSPSR(nir_scale=...)``; 1: the NIR at the LR size).
+    """
     gen = torch.Generator().manual_seed(0)
     lq = torch.rand(1, 3, *lr_hw, generator=gen).to(device)
     if not cross_spectral:
         return (lq, )
-    return lq, torch.rand(1, 1, *lr_hw, generator=gen).to(device), torch.full((1, 1, *lr_hw), 2.0, device=device)
+    nir = torch.rand(1, 1, nir_scale * lr_hw[0], nir_scale * lr_hw[1], generator=gen).to(device)
+    return lq, nir, torch.full((1, 1, *lr_hw), 2.0, device=device)
+
+
+def _inputs_of(model: torch.nn.Module, cross_spectral: bool, lr_hw: Tuple[int, int], device: torch.device) -> tuple:
+    """:func:`inputs` for ``model`` (its NIR at the model's ``nir_scale``)."""
+    return inputs(cross_spectral, lr_hw, device, getattr(model, 'nir_scale', 1))
 
 
 def _sync(device: torch.device) -> None:
@@ -112,7 +125,7 @@ def profile(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
     """
     model, cross_spectral = build(network_opt)
     model = model.to(device).eval()
-    args = inputs(cross_spectral, lr_hw, device)
+    args = _inputs_of(model, cross_spectral, lr_hw, device)
     result = _flops_and_params(model, args)
     with torch.no_grad():
         if device.type == 'cuda':
@@ -140,7 +153,7 @@ def compiled_network(network_opt: Dict[str, object], lr_hw: Tuple[int, int],
     compiled = compile_network(model, device)
     if compiled is model:
         return None
-    args = inputs(cross_spectral, lr_hw, device)
+    args = _inputs_of(model, cross_spectral, lr_hw, device)
     with torch.no_grad():
         compile_s = _timed(compiled, args, 1, device)[0]
     return compiled, args, compile_s
@@ -206,7 +219,7 @@ def cpu_peak_memory(network_opt: Dict[str, object], lr_hw: Tuple[int, int]) -> f
 
 def _memory_worker(network_opt: Dict[str, object], lr_hw: Tuple[int, int]) -> None:
     model, cross_spectral = build(network_opt)
-    args = inputs(cross_spectral, lr_hw, torch.device('cpu'))
+    args = _inputs_of(model, cross_spectral, lr_hw, torch.device('cpu'))
     Path('/proc/self/clear_refs').write_text('5')  # reset the peak RSS (VmHWM) to the current RSS
     before = _status_mb('VmRSS')
     with torch.no_grad():
@@ -243,7 +256,7 @@ def run_profile(models: List[str], hr: str = '582x429', scale: int = 4, runs: in
         network_opt = network_options(name, scale)
         model, cross_spectral = build(network_opt)
         model = model.to(device).eval()
-        args = inputs(cross_spectral, lr_hw, device)
+        args = _inputs_of(model, cross_spectral, lr_hw, device)
         report['models'][name] = _flops_and_params(model, args)
         entries[name] = (model, args)
         report['models'][name]['peak_mem_MB'] = (cpu_peak_memory(network_opt, lr_hw) if device.type == 'cpu' else

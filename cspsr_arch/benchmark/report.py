@@ -10,9 +10,10 @@ import numpy as np
 
 LABELS = {
     'bicubic': 'Bicubic', 'EDSR': 'EDSR', 'RCAN': 'RCAN', 'HAT': 'HAT', 'ConcatNIR': 'Concat (VIS+NIR input)',
-    'CSPSR': 'CSPSR', 'CSPSR_given': 'CSPSR, ground-truth disparity', 'GT': 'Ground truth'
+    'CSPSR': 'CSPSR', 'CSPSR_given': 'CSPSR, ground-truth disparity', 'CSPSR_HRNIR': 'CSPSR, HR NIR',
+    'GT': 'Ground truth'
 }
-FIGURE_ROWS = ('bicubic', 'EDSR', 'RCAN', 'HAT', 'CSPSR', 'GT')
+FIGURE_ROWS = ('bicubic', 'EDSR', 'RCAN', 'HAT', 'CSPSR', 'CSPSR_HRNIR', 'GT')
 """Panels of the comparison picture, left to right (those the run has)."""
 
 

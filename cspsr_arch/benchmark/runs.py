@@ -66,7 +66,7 @@ def run_name(model: str, scale: int, protocol: str = 'bicubic', seed: int = 0) -
 
 def dataset_options(split: Path, scale: int, phase: str, gt_size: Optional[int] = None, batch: Optional[int] = None,
                     num_worker: int = 0, nir_gt: bool = True, disparity: bool = False,
-                    degradation: Optional[dict] = None) -> dict:
+                    degradation: Optional[dict] = None, nir_scale: int = 1) -> dict:
     """``PairedCrossSpectralDataset`` options for a split in the canonical layout.
 
     Args:
@@ -79,8 +79,12 @@ def dataset_options(split: Path, scale: int, phase: str, gt_size: Optional[int] 
         nir_gt: Read the HR NIR (L_CSSC needs it).
         disparity: Read the left and right disparities (``cvm: given``, and the test split).
         degradation: The camera protocol's ``degradation`` block, or None (bicubic protocol).
+        nir_scale: The NIR input at this multiple of the LR size (``CSPSR(nir_scale=...)``): ``HR/NIR`` when it is
+            the scale, else ``LR_bicubic/X<scale / nir_scale>/NIR``.
     """
     roots = {name: str(path) for name, path in dataset_roots(split, scale).items()}
+    if nir_scale != 1:
+        roots['lq_nir'] = roots['gt_nir'] if nir_scale == scale else str(dataset_roots(split, scale // nir_scale)['lq_nir'])
     opt = {'name': f'{split.parent.name}_{split.name}', 'type': 'PairedCrossSpectralDataset',
            'dataroot_gt': roots['gt'], 'dataroot_lq': roots['lq'], 'dataroot_lq_nir': roots['lq_nir'],
            'meta_info_file': str(split / META_INFO), 'io_backend': {'type': 'disk'}}
@@ -90,6 +94,8 @@ def dataset_options(split: Path, scale: int, phase: str, gt_size: Optional[int] 
         opt.update(dataroot_disp=roots['disp'], dataroot_disp_r=roots['disp_r'])
     if degradation is not None:
         opt['degradation'] = dict(degradation)
+    if nir_scale != 1:
+        opt['nir_scale'] = nir_scale
     if phase == 'train':
         opt.update(cache_in_memory=True, gt_size=gt_size, use_hflip=False, use_vflip=True, num_worker_per_gpu=num_worker,
                    batch_size_per_gpu=batch, dataset_enlarge_ratio=100, prefetch_mode=None)
@@ -170,11 +176,17 @@ def check_network(network: dict, name: str) -> None:
     check_keys(network, None if keys is None else keys | {'type'}, f'{name} (preset networks, --network) network_g')
 
 
-def _validation(opt: dict, preset: Preset, scale: int, setting: Setting, disparity: bool) -> None:
+def network_nir_scale(network: dict) -> int:
+    """The multiple of the LR size at which a network takes its NIR (``nir_scale`` of CSPSR; 1 otherwise)."""
+    return int(network.get('nir_scale', 1)) if network['type'] == 'CSPSR' else 1
+
+
+def _validation(opt: dict, preset: Preset, scale: int, setting: Setting, disparity: bool, nir_scale: int = 1) -> None:
     """Score the validation split every ``preset.val_every`` iterations (BasicSR's validation, PSNR only)."""
     if setting.val_dir is None:
         return
-    val = dataset_options(setting.val_dir, scale, 'val', disparity=disparity, degradation=setting.degradation)
+    val = dataset_options(setting.val_dir, scale, 'val', disparity=disparity, degradation=setting.degradation,
+                          nir_scale=nir_scale)
     opt['datasets']['val'] = dict(val, name='validation')
     opt['val'] = {'val_freq': preset.val_every, 'save_img': False,
                   'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': scale}}}
@@ -189,10 +201,11 @@ def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, pr
     src_train = source['datasets']['train']
     given = network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'given'
     learned = network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'learned'
+    nir_scale = network_nir_scale(network)
     opt['datasets'] = {'train': dataset_options(train_dir, scale, 'train', preset.gt_size or src_train['gt_size'],
                                                 preset.batch or src_train['batch_size_per_gpu'], preset.num_worker,
-                                                disparity=given, degradation=setting.degradation)}
-    _validation(opt, preset, scale, setting, given)
+                                                disparity=given, degradation=setting.degradation, nir_scale=nir_scale)}
+    _validation(opt, preset, scale, setting, given, nir_scale)
     if learned:
         if stereo is None or stereo.opt['network_g']['max_disp'] != network.get('max_disp', 24):
             raise ValueError(f'{name}: the learned CVM needs a pre-trained disparity network of the same range.')
@@ -202,7 +215,9 @@ def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, pr
 
 def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: Preset,
            stereo: Optional[Run] = None, setting: Setting = Setting()) -> Run:
-    """A run of one SR model (``EDSR``, ``RCAN``, ``HAT``, ``ConcatNIR``, ``CSPSR`` or ``CSPSR_given``).
+    """A run of one SR model (``EDSR``, ``RCAN``, ``HAT``, ``ConcatNIR``, ``CSPSR``, ``CSPSR_given`` or
+    ``CSPSR_HRNIR``: the CSPSR of the option file and the preset, with the ground-truth disparity, or with the
+    NIR at the HR size, ``nir_scale`` = scale).
 
     Args:
         options_dir: The project's ``options`` folder.
@@ -213,11 +228,13 @@ def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: P
         stereo: The disparity pre-training run (CSPSR with the learned CVM).
         setting: Protocol, seed and validation split.
     """
-    source_model = 'CSPSR' if model == 'CSPSR_given' else model
+    source_model = 'CSPSR' if model in ('CSPSR_given', 'CSPSR_HRNIR') else model
     source = load_options(str(options_dir / f'train_{source_model}_x{scale}.yml'))
     network = merge_options(source['network_g'], preset.networks.get(source_model, {}))
     if model == 'CSPSR_given':
         network['cvm'] = 'given'
+    if model == 'CSPSR_HRNIR':
+        network['nir_scale'] = scale
     if network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'learned':
         network['max_disp'] = _max_disp(preset, scale, network.get('max_disp', 24))
     name = run_name(model, scale, setting.protocol, setting.seed)

@@ -8,6 +8,7 @@ from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
+from cspsr_arch.data.crop import aligned_random_crop
 from cspsr_arch.data.degradation import CameraDegradation
 from cspsr_arch.data.image_io import decode
 from cspsr_arch.data.stereo_transforms import random_stereo_flip
@@ -27,10 +28,25 @@ STREAMS = {
 REQUIRED_STREAMS = ('gt', 'lq', 'lq_nir')
 OPTION_KEYS = frozenset({
     'name', 'type', 'phase', 'scale', 'meta_info_file', 'io_backend', 'gt_size', 'use_hflip', 'use_vflip', 'use_rot',
-    'cache_in_memory', 'degradation', 'dataroot',
+    'cache_in_memory', 'degradation', 'dataroot', 'nir_scale',
     *(key for key, _, _ in STREAMS.values())
 })
 """Keys this dataset reads from its options (BasicSR's data-loader keys come on top)."""
+
+
+def nir_scale_of(opt: dict) -> int:
+    """The ``nir_scale`` option (default 1), checked: an integer that divides ``scale``.
+
+    Args:
+        opt: Dataset options with ``scale``.
+    """
+    scale, value = int(opt['scale']), opt.get('nir_scale', 1)
+    allowed = [f for f in range(1, scale + 1) if scale % f == 0]
+    if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+        raise CSPSRInputError(f"Dataset {opt.get('name')}: nir_scale is {value!r}, but it must divide the scale "
+                              f'({scale}): one of {allowed} (the NIR input is nir_scale x the LR size). Set nir_scale '
+                              "to the network's network_g:nir_scale.")
+    return value
 
 
 def _list_images(folder: str) -> Dict[str, str]:
@@ -47,6 +63,8 @@ def split_streams(opt: dict) -> Tuple[Dict[str, str], str]:
 
     The streams follow from the layout (:mod:`cspsr_arch.prep.split`) at ``scale``: ``HR/VIS``,
     ``LR_bicubic/X<s>/{VIS,NIR}`` (required), ``HR/NIR``, ``LR_bicubic/X<s>/{DISP_L,DISP_R}`` (when present).
+    With ``nir_scale`` f > 1 the NIR input (``lq_nir``) is ``HR/NIR`` when f is the scale, else
+    ``LR_bicubic/X<s/f>/NIR``.
     LMDB is detected from ``HR/VIS.lmdb`` (the tree ``tools/create_lmdb.py`` writes), folders from ``HR/VIS``.
 
     Args:
@@ -71,10 +89,23 @@ def split_streams(opt: dict) -> Tuple[Dict[str, str], str]:
     if wanted != backend:
         raise CSPSRInputError(f"Dataset {name}: io_backend type is {wanted!r} but dataroot {root} holds "
                               f"{'LMDBs' if lmdb else 'image folders'}; remove io_backend (it is detected) or fix it.")
+    paths = dict(dataset_roots(root, scale, lmdb))
+    nir_scale = nir_scale_of(opt)
+    if nir_scale != 1:  # the NIR input at nir_scale x LR: HR/NIR, or the LR level of scale / nir_scale
+        paths['lq_nir'] = stream_dir(root, 'NIR', scale // nir_scale, lmdb)
     roots = {}
-    for stream, path in dataset_roots(root, scale, lmdb).items():
+    for stream, path in paths.items():
         if osp.isdir(path):
             roots[stream] = str(path)
+        elif stream == 'lq_nir' and nir_scale != 1:
+            if nir_scale == scale:
+                fix = 'a split with HR/NIR (tools/prepare_data.py writes it)'
+            else:
+                fix = (f'prepare the split with --scales {scale} {scale // nir_scale} (tools/prepare_data.py'
+                       + (', then tools/create_lmdb.py)' if lmdb else ')'))
+            raise CSPSRInputError(f'Dataset {name}: {path} is missing: with nir_scale {nir_scale} at scale {scale} '
+                                  f'the NIR input ({nir_scale} x the LR size) is read from it. Use {fix}, or set '
+                                  'nir_scale: 1.')
         elif stream in REQUIRED_STREAMS:
             raise CSPSRInputError(f'Dataset {name}: {path} is missing, so dataroot {root} is not a split at scale '
                                   f'{scale} ({"tools/create_lmdb.py output" if lmdb else "datasets/README.md"}). '
@@ -92,10 +123,11 @@ class PairedCrossSpectralDataset(data.Dataset):
     missing stream file, a VIS/NIR size mismatch or a size not divisible by the scale is an error naming
     the file.
 
-    Each sample has ``lq`` (3, h, w), ``lq_nir`` (1, h, w), ``gt`` (3, s*h, s*w), optionally ``gt_nir``
-    (1, s*h, s*w), ``disp`` and ``disp_r`` (1, h, w; left/right disparity in LR pixels), and
-    ``<stream>_path`` for each. Training crops all streams at the same place; flips keep the stereo
-    geometry (see :func:`cspsr_arch.data.stereo_transforms.stereo_flip`); 90-degree rotation is refused.
+    Each sample has ``lq`` (3, h, w), ``lq_nir`` (1, f*h, f*w) with ``f = nir_scale`` (1: the LR size),
+    ``gt`` (3, s*h, s*w), optionally ``gt_nir`` (1, s*h, s*w), ``disp`` and ``disp_r`` (1, h, w; left/right
+    disparity in LR pixels), and ``<stream>_path`` for each. Training crops all streams at the same place,
+    each at its own resolution; flips keep the stereo geometry (see
+    :func:`cspsr_arch.data.stereo_transforms.stereo_flip`); 90-degree rotation is refused.
 
     The data come either from ``dataroot: <split folder>`` (one option: with ``scale`` the streams follow from
     the canonical layout of :mod:`cspsr_arch.prep.split`, the optional ones when present, and the io backend
@@ -111,13 +143,17 @@ class PairedCrossSpectralDataset(data.Dataset):
             crops from memory instead of decoding six full images per sample; per data-loader process),
             ``degradation`` (optional camera-degradation protocol of the LR VIS and NIR, see
             :mod:`cspsr_arch.data.degradation`: random per sample in training, fixed per key otherwise;
-            the HR streams stay clean).
+            the HR streams stay clean), ``nir_scale`` (the NIR input at ``nir_scale`` x the LR size, for
+            ``CSPSR(nir_scale=...)``; it must divide ``scale``; default 1). With ``dataroot`` the NIR input
+            is then read from ``HR/NIR`` (nir_scale = scale) or ``LR_bicubic/X<scale / nir_scale>/NIR``;
+            with ``dataroot_lq_nir`` point it at such a folder: ``nir_scale`` says what size to expect.
     """
 
     def __init__(self, opt: dict) -> None:
         super().__init__()
         self.opt = opt
         self.scale = int(opt['scale'])
+        self.nir_scale = nir_scale_of(opt)
         if opt.get('use_rot'):
             raise CSPSRInputError(f"Dataset {opt.get('name')}: use_rot is not allowed for stereo pairs (a 90-degree "
                                   'rotation breaks the horizontal epipolar geometry); set use_rot: false.')
@@ -139,10 +175,15 @@ class PairedCrossSpectralDataset(data.Dataset):
         self.degradation = (CameraDegradation(opt['degradation'], opt.get('name', ''))
                             if opt.get('degradation') is not None else None)
         backend = self.io_backend_opt.get('type')
+        first_of_root = {}
+        self.client_key = {name: first_of_root.setdefault(root, name) for name, root in self.roots.items()}
         if backend == 'lmdb':
             self.paths = self._paths_from_lmdb()
-            self.io_backend_opt['db_paths'] = list(self.roots.values())
-            self.io_backend_opt['client_keys'] = list(self.roots.keys())
+            # one LMDB environment per folder: with nir_scale = scale, lq_nir and gt_nir are the same HR/NIR.lmdb,
+            # which LMDB cannot open twice in one process
+            self.io_backend_opt['db_paths'] = list(dict.fromkeys(self.roots.values()))
+            self.io_backend_opt['client_keys'] = [self.client_key[name] for name in self.roots
+                                                  if self.client_key[name] == name]
         elif backend == 'disk':
             if opt.get('meta_info_file'):
                 keys = [osp.splitext(n)[0] for n in read_meta_names(opt['meta_info_file'])]
@@ -219,7 +260,7 @@ class PairedCrossSpectralDataset(data.Dataset):
             path = entry[f'{name}_path']
             label = path if self.io_backend_opt['type'] == 'disk' else f'{self.roots[name]}[{path}]'
             try:
-                buf = self.file_client.get(path, name)
+                buf = self.file_client.get(path, self.client_key[name])
             except FileNotFoundError:
                 buf = None
             sample[name] = decode(buf, label, STREAMS[name][1])
@@ -229,7 +270,15 @@ class PairedCrossSpectralDataset(data.Dataset):
         entry = self.paths[index]
         lr_h, lr_w = sample['lq'].shape[:2]
         for name, img in sample.items():
-            expected = (lr_h, lr_w) if STREAMS[name][2] == 'lr' else (lr_h * self.scale, lr_w * self.scale)
+            factor = self._factor(name)
+            expected = (lr_h * factor, lr_w * factor)
+            if img.shape[:2] != expected and name == 'lq_nir' and factor != 1:
+                raise CSPSRInputError(
+                    f"{entry[f'{name}_path']}: size {img.shape[1]}x{img.shape[0]} (WxH), but with nir_scale {factor} "
+                    f"the NIR input must be {factor} x the size of {entry['lq_path']} ({lr_w}x{lr_h}): expected "
+                    f'{expected[1]}x{expected[0]}. Point dataroot_lq_nir at the NIR of that size (HR/NIR when '
+                    f'nir_scale is the scale, else LR_bicubic/X<scale / nir_scale>/NIR of the split), or set nir_scale '
+                    'to the factor of these images.')
             if img.shape[:2] != expected:
                 raise CSPSRInputError(
                     f"{entry[f'{name}_path']}: size {img.shape[1]}x{img.shape[0]} (WxH) does not match "
@@ -245,7 +294,12 @@ class PairedCrossSpectralDataset(data.Dataset):
             self._check_sizes(sample, index)
             if self.cache is not None:
                 self.cache[index] = sample
-        if self.opt['phase'] == 'train':
+        if self.opt['phase'] == 'train' and self.nir_scale != 1:
+            factors = {name: self._factor(name) for name in sample}
+            sample = aligned_random_crop(sample, factors, self.opt['gt_size'] // self.scale,
+                                         self.paths[index]['gt_path'])
+            sample = random_stereo_flip(sample, self.opt.get('use_hflip', False), self.opt.get('use_vflip', False))
+        elif self.opt['phase'] == 'train':
             hr_names = [n for n in sample if STREAMS[n][2] == 'hr']
             lr_names = [n for n in sample if STREAMS[n][2] == 'lr']
             hrs, lrs = paired_random_crop([sample[n] for n in hr_names], [sample[n] for n in lr_names],
@@ -262,6 +316,12 @@ class PairedCrossSpectralDataset(data.Dataset):
             out[name] = img2tensor(img, bgr2rgb=STREAMS[name][1] == 'vis', float32=True)
             out[f'{name}_path'] = self.paths[index][f'{name}_path']
         return out
+
+    def _factor(self, name: str) -> int:
+        """Size of stream ``name`` relative to the LR size: 1, ``nir_scale`` (``lq_nir``) or ``scale``."""
+        if name == 'lq_nir':
+            return self.nir_scale
+        return 1 if STREAMS[name][2] == 'lr' else self.scale
 
     def __len__(self) -> int:
         return len(self.paths)

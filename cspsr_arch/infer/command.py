@@ -25,7 +25,8 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
                         help='checkpoint (.pth); default: path:pretrain_network_g of the options')
     parser.add_argument('--vis', required=True, help='LR VIS (left view) image, or folder of them')
     parser.add_argument('--nir', default=None, help='LR NIR (right view) image, or folder of them (matched by name); '
-                        'needed by CSPSR models, not read by VIS-only ones (EDSR, RCAN, HAT)')
+                        'needed by CSPSR models, not read by VIS-only ones (EDSR, RCAN, HAT); nir_scale x the VIS '
+                        'size for networks with network_g:nir_scale')
     parser.add_argument('--disp', default=None,
                         help='left disparity (16-bit PNG, round(d*256), LR pixels) or folder; for cvm: given models')
     parser.add_argument('--out', required=True, help='output folder (or a .png file for a single pair)')
@@ -95,7 +96,7 @@ def run_infer(args: argparse.Namespace) -> int:
     hide = True if args.quiet else None  # None: tqdm shows the bars on a terminal only
     tiles = tqdm(total=1, unit='tile', leave=False, disable=hide, position=1) if args.tile else None
     for pair in tqdm(pairs, unit='image', disable=hide, position=0):
-        loaded = load_pair(pair, device)
+        loaded = load_pair(pair, device, getattr(net, 'nir_scale', 1))
         bits = args.bits or loaded.bits
         result = super_resolve(net, loaded.vis, loaded.nir, loaded.disp, tile=args.tile or None,
                                overlap=args.tile_overlap, ensemble=args.ensemble, bits=bits,

@@ -46,7 +46,8 @@ def network_options(opt_path: str) -> dict:
 
 
 def _cspsr_summary(state: Mapping[str, Tensor]) -> Optional[str]:
-    """``'x4, num_feat 64, num_dmf 15, cvm learned'`` for a CSPSR state dict, None for anything else."""
+    """``'x4, num_feat 64, num_dmf 15, cvm learned'`` (``, nir_scale 4`` when above 1) for a CSPSR state dict, None
+    for anything else."""
     head, first = state.get('head_vis.0.weight'), state.get('branch_vis.0.weight')
     if head is None or first is None:
         return None
@@ -58,6 +59,11 @@ def _cspsr_summary(state: Mapping[str, Tensor]) -> Optional[str]:
              'cvm learned' if any(k.startswith('cvm_net.') for k in state) else 'no learned cvm']
     if not dmfs:
         parts.append('single branch')
+    guide = state.get('branch_nir.0.weight')  # NIR + mask, pixel-unshuffled: 2 * nir_scale**2 channels
+    guide_ch = guide.shape[1] if guide is not None else first.shape[1] - 3  # concat: after the 3 VIS channels
+    nir_scale = math.isqrt(max(guide_ch, 0) // 2)
+    if nir_scale > 1 and 2 * nir_scale * nir_scale == guide_ch:
+        parts.append(f'nir_scale {nir_scale}')
     return ', '.join(parts)
 
 

@@ -3,7 +3,8 @@
 
 The network is built from the options' ``network_g`` and loaded as ``basicsr infer`` loads it
 (:func:`cspsr_arch.infer.model.load_inference_model`). Inputs: ``lq`` (1, 3, h, w) RGB in [0, 1] and
-``lq_nir`` (1, 1, h, w), plus ``disp`` (1, 1, h, w) for ``cvm: given``; outputs: ``sr``, ``nir_sr``
+``lq_nir`` (1, 1, h, w), or (1, 1, f*h, f*w) for a network with ``nir_scale`` f, plus ``disp`` (1, 1, h, w)
+for ``cvm: given``; outputs: ``sr``, ``nir_sr``
 (dual-branch networks) and ``disp_l`` (networks that warp). Height and width are dynamic (8 to 8192),
 the batch is 1 (``basicsr infer`` also runs one image, or one tile, at a time).
 
@@ -65,9 +66,11 @@ class ExportWrapper(nn.Module):
 
 
 def sample_inputs(wrapper: ExportWrapper, size: Tuple[int, int], seed: int = 0) -> Tuple[Tensor, ...]:
-    """Random inputs of ``size`` (LR h, w); a smooth disparity in 0..4 pixels for ``cvm: given``."""
+    """Random inputs of ``size`` (LR h, w; the NIR at ``nir_scale`` x it); a smooth disparity in 0..4 pixels for
+    ``cvm: given``."""
     gen = torch.Generator().manual_seed(seed)
-    lq, nir = torch.rand(1, 3, *size, generator=gen), torch.rand(1, 1, *size, generator=gen)
+    f = getattr(wrapper.net, 'nir_scale', 1)
+    lq, nir = torch.rand(1, 3, *size, generator=gen), torch.rand(1, 1, f * size[0], f * size[1], generator=gen)
     if 'disp' not in wrapper.input_names:
         return lq, nir
     ramp = torch.linspace(0, 4, size[1]).view(1, 1, 1, -1).expand(1, 1, *size).contiguous()
@@ -80,7 +83,7 @@ def pair_inputs(wrapper: ExportWrapper, vis: str, nir: str) -> Tuple[Tensor, ...
     from cspsr_arch.infer.pairs import Pair, load_pair
     if 'disp' in wrapper.input_names:
         raise CSPSRInputError('--vis/--nir checks are for networks without a given disparity; use --check-size.')
-    loaded = load_pair(Pair('sample', vis, nir), torch.device('cpu'))
+    loaded = load_pair(Pair('sample', vis, nir), torch.device('cpu'), getattr(wrapper.net, 'nir_scale', 1))
     return loaded.vis, loaded.nir
 
 
@@ -91,6 +94,9 @@ def export(wrapper: ExportWrapper, path: str, opset: int = DEFAULT_OPSET) -> flo
     example = sample_inputs(wrapper, TRACE_SIZE)
     names = ['lq', 'lq_nir', 'disp'][:len(example)]
     dynamic = {name: {2: height, 3: width} for name in names}
+    f = getattr(wrapper.net, 'nir_scale', 1)
+    if f != 1:  # the NIR at nir_scale x the LR size: derived dimensions, so the two stay tied
+        dynamic['lq_nir'] = {2: f * height, 3: f * width}
     start = time.time()
     chatter = io.StringIO()
     try:

@@ -8,6 +8,8 @@ for ``cvm: given`` networks) is a file or folder matched the same way. VIS-only 
 skipped (so a folder of pairs serves too). Images are decoded by
 :func:`cspsr_arch.data.image_io.decode`, as in training: 8- or 16-bit, scaled to [0, 1]; VIS with 3
 channels (4: alpha dropped); NIR with 1 channel or 3 equal ones; disparity as 16-bit ``round(d * 256)``.
+The NIR has the VIS size, or ``nir_scale`` times it for a network built with ``nir_scale`` (its NIR camera
+has the higher resolution); the disparity has the VIS size.
 """
 import os
 import re
@@ -158,12 +160,13 @@ def bit_depth(buf: bytes) -> int:
     return 16 if img is not None and img.dtype == np.uint16 else 8
 
 
-def load_pair(pair: Pair, device: torch.device) -> LoadedPair:
-    """Read and check a pair: VIS, NIR (and disparity) must have the same size.
+def load_pair(pair: Pair, device: torch.device, nir_scale: int = 1) -> LoadedPair:
+    """Read and check a pair: VIS and disparity of one size, the NIR ``nir_scale`` times it (1: the same size).
 
     Args:
         pair (Pair): Files.
         device (torch.device): Where the tensors go.
+        nir_scale (int): The network's ``nir_scale``: the NIR is that many times the VIS size. Default: 1.
 
     Returns:
         LoadedPair: Tensors (1, c, h, w): VIS in RGB order, NIR (None without a NIR file), disparity in LR pixels.
@@ -173,7 +176,15 @@ def load_pair(pair: Pair, device: torch.device) -> LoadedPair:
     arrays = {'nir': _read(pair.nir, 'nir')} if pair.nir else {}
     if pair.disp:
         arrays['disp'] = _read(pair.disp, 'disp')
+    height, width = vis.shape[:2]
+    if 'nir' in arrays and nir_scale != 1 and arrays['nir'].shape[:2] != (nir_scale * height, nir_scale * width):
+        nir = arrays['nir']
+        raise CSPSRInputError(f'{pair.nir} is {nir.shape[1]}x{nir.shape[0]} (WxH) but {pair.vis} is {width}x{height}: '
+                              f'this network takes its NIR at nir_scale ({nir_scale}) x the VIS size, so the NIR must '
+                              f'be {nir_scale * width}x{nir_scale * height}.')
     for kind, arr in arrays.items():
+        if kind == 'nir' and nir_scale != 1:
+            continue
         if arr.shape[:2] != vis.shape[:2]:
             raise CSPSRInputError(f'{getattr(pair, kind)} is {arr.shape[1]}x{arr.shape[0]} (WxH) but {pair.vis} is '
                                   f'{vis.shape[1]}x{vis.shape[0]}: VIS and {kind.upper()} of a pair must have the same '

@@ -4,9 +4,10 @@ Tiling keeps the stereo geometry: each tile of the left (VIS) image is processed
 image over the same rows and a wider range of columns. A left pixel at column x matches the right (NIR)
 image at ``x - d`` with ``d`` in ``[min_disp, max_disp]`` (LR pixels), so the input window of a tile
 reaches ``max_disp`` columns further left and ``-min_disp`` further right than the tile, on top of a
-context margin (``overlap``) on every side. VIS, NIR (and a given disparity) are cut from the same window,
-the network runs on it, and only the super-resolved tile itself is kept: tiles never blend, and as the
-margins grow the result approaches the untiled one. It stays approximate because CSFT's channel
+context margin (``overlap``) on every side. VIS, NIR (and a given disparity) are cut from the same window
+(the NIR of a network with ``nir_scale`` at ``nir_scale`` x the window's coordinates), the network runs on
+it, and only the super-resolved tile itself is kept: tiles never blend, and as the margins grow the
+result approaches the untiled one. It stays approximate because CSFT's channel
 attention pools over the whole network input (a tile's statistics are not the image's), and with
 ``norm: instance`` the normalisation does too.
 
@@ -108,9 +109,9 @@ def forward_pair(net: InferenceNet, vis: Tensor, nir: Optional[Tensor], disp: Op
     Args:
         net (CSPSR | VisOnlySR): Network in eval mode.
         vis (Tensor): LR VIS (1, 3, h, w), RGB in [0, 1].
-        nir (Tensor | None): LR NIR (1, 1, h, w); None for VIS-only networks.
+        nir (Tensor | None): NIR (1, 1, f*h, f*w), ``f`` the network's ``nir_scale``; None for VIS-only networks.
         disp (Tensor | None): Left disparity (1, 1, h, w) for ``cvm='given'``.
-        ensemble (bool): Average with the vertical-flip pass.
+        ensemble (bool): Average with the vertical-flip pass (at any NIR size: rows map to rows).
 
     Returns:
         tuple[Tensor, Tensor | None]: I_SR (1, 3, s*h, s*w) and NIR_SR (None for single-branch networks).
@@ -160,7 +161,8 @@ def super_resolve(net: InferenceNet, vis: Tensor, nir: Optional[Tensor], disp: O
     Args:
         net (CSPSR | VisOnlySR): Network in eval mode.
         vis (Tensor): LR VIS (1, 3, h, w), RGB in [0, 1], on the network's device.
-        nir (Tensor | None): LR NIR (1, 1, h, w); None for VIS-only networks.
+        nir (Tensor | None): NIR (1, 1, f*h, f*w), ``f`` the network's ``nir_scale`` (1: the LR size); None for
+            VIS-only networks.
         disp (Tensor | None): LR left disparity (1, 1, h, w), for ``cvm='given'``.
         tile (int | None): Tile side in LR pixels; None or 0: the whole image at once.
         overlap (int): Context margin around each tile, LR pixels. Default: 16.
@@ -184,10 +186,12 @@ def super_resolve(net: InferenceNet, vis: Tensor, nir: Optional[Tensor], disp: O
     windows = list(iter_windows(height, width, tile, overlap, disparity_margins(net, disp)))
     if progress is not None:
         progress.reset(total=len(windows))
+    f = getattr(net, 'nir_scale', 1)
     with torch.no_grad():
         for core, win in windows:
             crop = (slice(None), slice(None), slice(win.y0, win.y1), slice(win.x0, win.x1))
-            sr, nir_sr = forward_pair(net, vis[crop], None if nir is None else nir[crop],
+            nir_crop = (slice(None), slice(None), slice(f * win.y0, f * win.y1), slice(f * win.x0, f * win.x1))
+            sr, nir_sr = forward_pair(net, vis[crop], None if nir is None else nir[nir_crop],
                                       None if disp is None else disp[crop], ensemble)
             keep = (slice(scale * (core.y0 - win.y0), scale * (core.y1 - win.y0)),
                     slice(scale * (core.x0 - win.x0), scale * (core.x1 - win.x0)))

@@ -1,5 +1,6 @@
 """``CSPSRModel``: BasicSR's ``SRModel`` with the NIR streams and the L_CSSC loss."""
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import torch
 from basicsr.losses import build_loss
@@ -13,6 +14,29 @@ from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.models.stereo_utils import check_flip_geometry, freeze, load_stereo_weights
 
 OPTIONAL_STREAMS = ('gt', 'gt_nir', 'disp', 'disp_r')
+
+
+def check_nir_scales(opt: dict) -> None:
+    """Refuse a data set whose ``nir_scale`` differs from the CSPSR's ``network_g:nir_scale`` (both default 1).
+
+    The data set then delivers a NIR of another size than the network takes; the network would only fail
+    at the first batch, with a tensor-size message.
+
+    Args:
+        opt: The model's options (``network_g``, ``datasets``).
+    """
+    net_opt = opt.get('network_g') or {}
+    if net_opt.get('type') != 'CSPSR':
+        return
+    wanted = net_opt.get('nir_scale', 1)
+    for name, dataset_opt in (opt.get('datasets') or {}).items():
+        if not isinstance(dataset_opt, Mapping):
+            continue
+        have = dataset_opt.get('nir_scale', 1)
+        if have != wanted:
+            raise CSPSRInputError(f'datasets:{name}:nir_scale is {have}, but network_g:nir_scale is {wanted}: the '
+                                  f'network takes its NIR at {wanted} x the LR size of the VIS and the data set would '
+                                  f'deliver it at {have} x. Set datasets:{name}:nir_scale: {wanted}.')
 
 
 @MODEL_REGISTRY.register()
@@ -38,9 +62,13 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
 
     When training resumes, ``pretrain_network_disp`` is not loaded again: the resumed checkpoint already
     holds the (fine-tuned) CVM weights.
+
+    A CSPSR takes its NIR at ``network_g:nir_scale`` x the LR size: every data set of ``datasets`` must
+    have that ``nir_scale`` (checked before anything is built, see :func:`check_nir_scales`).
     """
 
     def __init__(self, opt: dict) -> None:
+        check_nir_scales(opt)
         super().__init__(opt)
         if not self.is_train:
             self._load_disp_network()

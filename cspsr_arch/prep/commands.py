@@ -210,7 +210,9 @@ def make_semisynthetic_rgbnir(argv: Optional[Sequence[str]] = None) -> int:
                  f"{info['split']:5s} {info['size'][0]}x{info['size'][1]} disp_l {info['disp_l'][0]:.1f}.."
                  f"{info['disp_l'][1]:.1f} px")
         print(f"{info['key']:20s} {info['line']}" + (f'  -> {state}' if state else ''))
-    print(registration_summary(infos, args.max_misalignment))
+    used = [info for info in infos if info['key'] not in args.exclude]
+    print(registration_summary(used, args.max_misalignment) + (f' {len(infos) - len(used)} excluded.' if
+                                                               len(used) < len(infos) else ''))
     counts = ', '.join(f'{split}: {len(k)}' for split, k in keys.items())
     print(f'wrote {counts} images, scales {sorted(set(args.scales))}, to {args.out} in {time.time() - start:.1f} s')
     return 0

@@ -144,8 +144,9 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, scales: Sequence[i
         overwrite: replace non-empty split folders.
         test_misaligned: the policy of the test pairs when it differs from ``misaligned`` (e.g. ``'keep'``: test
             photographs as they were taken, training pairs registered); needs ``test_scenes``.
-        exclude: pair names left out of both splits (measured and reported all the same).
-        train: write the training split (False: the test split only).
+        exclude: pair names left out of both splits (measured and reported all the same, never registered).
+        train: write the training split (False: the test split only; with ``test_scenes``, the other pairs are
+            measured only).
 
     Returns:
         ({'train': keys, 'test': keys}, records with ``key``, the registration record of
@@ -172,6 +173,9 @@ def build_dataset(input_dir: str | Path, out_dir: str | Path, scales: Sequence[i
         raise CSPSRInputError(f'excluded pair(s) {", ".join(unknown)} are not in {input_dir}; name pairs of the folder.')
     tests_given = set(test_scenes or ())
     policies = {name: (test_misaligned or misaligned) if name in tests_given else misaligned for name in pairs}
+    for name in pairs:  # pairs that are not written are measured only
+        if name in exclude or (not train and test_scenes is not None and name not in tests_given):
+            policies[name] = 'keep'
     infos: List[dict] = []
     names = [n for n in _check_registration(pairs, policies, max_misalignment, infos) if n not in exclude]
     tests = default_test_scenes(names) if test_scenes is None else list(test_scenes)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cspsr_arch.archs.bicubic import bicubic_phases, phase_weights
+from cspsr_arch.archs.bicubic import bicubic_phases, bicubic_phases_unshuffled, phase_weights
 from cspsr_arch.archs.branch import ShuffleHead
 
 
@@ -36,3 +36,30 @@ def test_head_adds_the_bicubic_base_before_the_shuffle():
     want = F.pixel_shuffle(head[0](x), 2) + F.interpolate(base, scale_factor=2, mode='bicubic', align_corners=False)
     assert torch.allclose(head(x, base), want, atol=1e-6)
     assert torch.allclose(head(x), F.pixel_shuffle(head[0](x), 2))
+
+
+@pytest.mark.parametrize('factor, scale', [(2, 2), (2, 1), (3, 1), (4, 1), (1, 3), (3, 2)])
+@pytest.mark.parametrize('size', [(5, 7), (1, 1), (2, 3)])
+def test_phases_of_a_fine_input_on_the_lr_grid_equal_bicubic_interpolation(factor, scale, size):
+    """The NIR skip of CSPSR(nir_scale=factor): an input at factor x LR upsampled by scale, in the LR pre-shuffle
+    layout."""
+    torch.manual_seed(0)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.rand(2, 2, factor * size[0], factor * size[1]).contiguous(memory_format=fmt)
+        phases = bicubic_phases_unshuffled(x, factor, scale)
+        assert phases.shape == (2, 2 * (factor * scale)**2, *size)
+        got = F.pixel_shuffle(phases, factor * scale)
+        if scale == 1:
+            assert torch.equal(got, x)
+        else:
+            want = F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False)
+            assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_head_adds_phases_before_the_shuffle():
+    torch.manual_seed(0)
+    head = ShuffleHead(4, 1, 4)
+    x, fine = torch.rand(1, 4, 5, 6), torch.rand(1, 1, 10, 12)
+    want = F.pixel_shuffle(head[0](x), 4) + F.interpolate(fine, scale_factor=2, mode='bicubic', align_corners=False)
+    assert torch.allclose(head.forward_phases(x, bicubic_phases_unshuffled(fine, 2, 2)), want, atol=1e-6)
+    assert torch.equal(head.forward_phases(x), F.pixel_shuffle(head[0](x), 4))

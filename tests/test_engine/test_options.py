@@ -33,7 +33,7 @@ def test_shipped_options_use_only_known_keys(demo_opt):
     check_options(_redirected('demo_disparity_x4.yml', demo_opt['datasets']['train']['dataroot_gt'].rsplit('/HR', 1)[0]))
     names = [p.relative_to(OPTIONS).as_posix() for p in sorted(OPTIONS.rglob('*.yml'))
              if not p.name.startswith('demo_') and p.parent.name != '_base']
-    assert len(names) == 24, names  # every train, test and ablation file
+    assert len(names) == 25, names  # every train, test and ablation file
     for name in names:
         opt = load_options(str(OPTIONS / name))
         opt.update(is_train=name.startswith('train'), dist=False, rank=0, world_size=1, auto_resume=False)
@@ -142,3 +142,25 @@ def test_train_compile_is_accepted_for_cspsr_only(demo_opt):
     opt['model_type'] = 'SRModel'
     with pytest.raises(CSPSRInputError, match='read by CSPSRModel only'):
         check_options(opt)
+
+
+def test_dataset_nir_scale_is_a_known_key(demo_opt):
+    opt = copy.deepcopy(demo_opt)
+    opt['network_g']['nir_scale'] = 4
+    for dataset in opt['datasets'].values():
+        dataset['nir_scale'] = 4
+    check_options(opt)  # accepted in network_g and in every PairedCrossSpectralDataset
+    opt['datasets']['train']['nir_scal'] = 4
+    with pytest.raises(CSPSRInputError, match="Unknown option 'datasets:train:nir_scal'. Did you mean 'nir_scale'?"):
+        check_options(opt)
+
+
+def test_the_hr_nir_option_file_is_the_paper_model_with_the_nir_at_the_hr_size():
+    base, hr = (load_options(str(OPTIONS / f'train_CSPSR{v}_x4.yml')) for v in ('', '_HRNIR'))
+    assert hr['network_g'] == {**base['network_g'], 'nir_scale': 4}
+    for name, dataset in hr['datasets'].items():
+        assert dataset['nir_scale'] == 4 and dataset['dataroot_lq_nir'] == dataset['dataroot_gt_nir'], name
+        assert {k: v for k, v in dataset.items() if k not in ('nir_scale', 'dataroot_lq_nir')} == \
+            {k: v for k, v in base['datasets'][name].items() if k != 'dataroot_lq_nir'}, name
+    assert {k: v for k, v in hr.items() if k not in ('name', 'network_g', 'datasets')} == \
+        {k: v for k, v in base.items() if k not in ('name', 'network_g', 'datasets')}
