@@ -55,6 +55,8 @@ DESCRIPTIONS = {
     'CSPSR_HRNIR': 'CSPSR given the right-view NIR at the HR size (nir_scale = scale: warped at its own resolution, '
                    'then pixel-unshuffled onto the LR grid): rigs whose NIR camera has the output resolution, and '
                    'an upper bound of what a NIR image can give.',
+    'CSPSR_HRNIR_given': 'CSPSR given the right-view NIR at the HR size and warping it by the data set\'s ground-truth '
+                         'disparity: what an HR NIR can give when the two views are matched exactly (an oracle).',
     'CSPSR_given': 'CSPSR warping the NIR by the data set\'s ground-truth disparity: an oracle reference row, not a '
                    'method (real rigs have no such disparity).',
 }

@@ -32,10 +32,11 @@ from cspsr_arch.prep.synthetic.scenes import EXTRA_SCENES, SCENES
 
 SR_MODELS: Tuple[str, ...] = ('EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'CSPSR')
 """Models of the main table, in the order of the tables; ``CSPSR_given`` is an optional reference row."""
-EXTRA_MODELS: Tuple[str, ...] = ('CSPSR_given', 'CSPSR_HRNIR')
+EXTRA_MODELS: Tuple[str, ...] = ('CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given')
 """Rows trained on request (``--models``): CSPSR warping by the ground-truth disparity (an oracle), and CSPSR
 given the NIR at the HR size (``nir_scale`` = scale: rigs whose NIR camera has the output resolution; the
-project's upper bound of what a NIR image can give). Both take the ``CSPSR`` network options."""
+project's upper bound of what a NIR image can give), and the two together (the HR NIR warped by the
+ground-truth disparity). They take the ``CSPSR`` network options."""
 
 
 @dataclass(frozen=True)

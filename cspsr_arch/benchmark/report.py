@@ -11,9 +11,12 @@ import numpy as np
 LABELS = {
     'bicubic': 'Bicubic', 'EDSR': 'EDSR', 'RCAN': 'RCAN', 'HAT': 'HAT', 'ConcatNIR': 'Concat (VIS+NIR input)',
     'CSPSR': 'CSPSR', 'CSPSR_given': 'CSPSR, ground-truth disparity', 'CSPSR_HRNIR': 'CSPSR, HR NIR',
+    'CSPSR_HRNIR_given': 'CSPSR, HR NIR, GT disparity',
     'GT': 'Ground truth'
 }
-FIGURE_ROWS = ('bicubic', 'EDSR', 'RCAN', 'HAT', 'CSPSR', 'CSPSR_HRNIR', 'GT')
+SHORT = {'CSPSR_HRNIR_given': 'HR NIR, GT disparity', 'CSPSR_given': 'CSPSR, GT disparity'}
+"""Labels of the comparison picture where the table's do not fit its 22 characters."""
+FIGURE_ROWS = ('bicubic', 'EDSR', 'RCAN', 'HAT', 'CSPSR', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given', 'GT')
 """Panels of the comparison picture, left to right (those the run has)."""
 
 
@@ -85,7 +88,7 @@ def comparison_figure(image_dir: Path, rows: Sequence[str], out_path: Path, scal
         crop = img[top:top + size, left:left + size]
         big = cv2.resize(crop, (size * zoom, size * zoom), interpolation=cv2.INTER_NEAREST)
         strip = np.full((44, big.shape[1], 3), 255, np.uint8)
-        cv2.putText(strip, label(row)[:22], (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(strip, SHORT.get(row, label(row))[:22], (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         if row != 'GT':
             psnrs[row] = float(calculate_psnr(crop, gt_crop, 0))
             cv2.putText(strip, f'{psnrs[row]:.2f} dB', (4, 37), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
@@ -151,7 +154,7 @@ def _results_tables(report: dict) -> List[str]:
                 unused = [label(row) for row, r in rows.items() if 'nir_zero' in r and r['nir_zero']['loss_db'] <= 0.05]
                 if unused:
                     lines.append(f"\nLose at most 0.05 dB when their NIR is zeroed, so they do not use it here: "
-                                 f"{', '.join(unused)}.")
+                                 f"{'; '.join(unused)}.")
                 lines.append('')
     return lines
 
@@ -205,6 +208,20 @@ def _ablation_table(report: dict) -> List[str]:
     return lines
 
 
+def training_pairs_note(policy: str) -> Optional[str]:
+    """What the report says of the country training pairs' registration policy (None: the preset's, as before).
+
+    Args:
+        policy: ``--country-train`` (``keep``, ``skip``, ``register``) or ``'preset'``.
+    """
+    if policy == 'preset':
+        return None
+    what = {'keep': 'used as they are.', 'skip': 'left out (only registered pairs train).',
+            'register': 'registered by the tool (the NIR warped onto the VIS), those it cannot register left out.'}
+    return (f'Misregistered country training pairs (`--country-train {policy}`): {what[policy]} Test photographs are '
+            'scored as they were taken.')
+
+
 def markdown(report: dict) -> str:
     """``report.md`` from the report dictionary."""
     b = report['budget']
@@ -237,6 +254,9 @@ def markdown(report: dict) -> str:
     for dataset, d in report['datasets'].items():
         lines.append(f"* **{dataset}**: {d['description']} Train: {d['train_images']} images; test: "
                      f"{', '.join(d['test_keys'])}.")
+    note = training_pairs_note(report.get('country_train', 'preset'))
+    if note:
+        lines += ['', note]
     lines += ['', '## Networks', '']
     for row, d in report['models'].items():
         lines.append(f"* **{label(row)}** ({d['model_type']}): {d['description']}")

@@ -15,7 +15,7 @@ from cspsr_arch.benchmark.aggregate import mean_curve, over_seeds, paired_rows
 from cspsr_arch.benchmark.curves import read_curve
 from cspsr_arch.benchmark.evaluation import METRICS, evaluate
 
-NIR_MODELS = ('ConcatNIR', 'CSPSR', 'CSPSR_given', 'CSPSR_HRNIR')
+NIR_MODELS = ('ConcatNIR', 'CSPSR', 'CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given')
 """Rows that read the NIR image (their NIR diagnostics are measured)."""
 VIS_ONLY = ('EDSR', 'RCAN', 'HAT')
 """Rows that see the VIS image only."""

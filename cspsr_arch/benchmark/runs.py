@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from cspsr_arch.benchmark.presets import Preset
+from cspsr_arch.benchmark.presets import EXTRA_MODELS, Preset
 from cspsr_arch.engine.options import check_keys, load_options, merge_options, signature_keys
 from cspsr_arch.prep.split import META_INFO, dataset_roots
 
@@ -215,9 +215,9 @@ def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, pr
 
 def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: Preset,
            stereo: Optional[Run] = None, setting: Setting = Setting()) -> Run:
-    """A run of one SR model (``EDSR``, ``RCAN``, ``HAT``, ``ConcatNIR``, ``CSPSR``, ``CSPSR_given`` or
-    ``CSPSR_HRNIR``: the CSPSR of the option file and the preset, with the ground-truth disparity, or with the
-    NIR at the HR size, ``nir_scale`` = scale).
+    """A run of one SR model (``EDSR``, ``RCAN``, ``HAT``, ``ConcatNIR``, ``CSPSR``, or a row of
+    :data:`~cspsr_arch.benchmark.presets.EXTRA_MODELS`: the CSPSR of the option file and the preset, with the
+    ground-truth disparity (``_given``), with the NIR at the HR size (``_HRNIR``, ``nir_scale`` = scale), or both).
 
     Args:
         options_dir: The project's ``options`` folder.
@@ -228,12 +228,12 @@ def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: P
         stereo: The disparity pre-training run (CSPSR with the learned CVM).
         setting: Protocol, seed and validation split.
     """
-    source_model = 'CSPSR' if model in ('CSPSR_given', 'CSPSR_HRNIR') else model
+    source_model = 'CSPSR' if model in EXTRA_MODELS else model
     source = load_options(str(options_dir / f'train_{source_model}_x{scale}.yml'))
     network = merge_options(source['network_g'], preset.networks.get(source_model, {}))
-    if model == 'CSPSR_given':
+    if model in ('CSPSR_given', 'CSPSR_HRNIR_given'):
         network['cvm'] = 'given'
-    if model == 'CSPSR_HRNIR':
+    if model in ('CSPSR_HRNIR', 'CSPSR_HRNIR_given'):
         network['nir_scale'] = scale
     if network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'learned':
         network['max_disp'] = _max_disp(preset, scale, network.get('max_disp', 24))

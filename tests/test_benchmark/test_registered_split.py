@@ -76,9 +76,13 @@ def test_the_hr_nir_row_reads_the_hr_nir_and_its_network_takes_it(tmp_path):
     from cspsr_arch.benchmark.runs import plan
     from cspsr_arch.engine.options import check_options
     make_toy_split(tmp_path / 'train', scales=(2, 4))
-    runs = plan(ROOT / 'options', tmp_path / 'train', CPU, ['CSPSR', 'CSPSR_HRNIR'], ablations=False)
-    hr, lr = (runs.table['bicubic'][4][row][0].opt for row in ('CSPSR_HRNIR', 'CSPSR'))
+    runs = plan(ROOT / 'options', tmp_path / 'train', CPU, ['CSPSR', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given'],
+                ablations=False)
+    hr, lr, oracle = (runs.table['bicubic'][4][row][0].opt for row in ('CSPSR_HRNIR', 'CSPSR', 'CSPSR_HRNIR_given'))
     assert hr['network_g'] == dict(lr['network_g'], nir_scale=4)
+    assert dict(oracle['network_g'], max_disp=12) == dict(hr['network_g'], cvm='given') and 'pretrain_network_disp' not in oracle['path']
+    assert oracle['datasets']['train']['dataroot_disp'].endswith('LR_bicubic/X4/DISP_L')
+    assert oracle['datasets']['train']['nir_scale'] == 4
     train = hr['datasets']['train']
     assert train['nir_scale'] == 4 and train['dataroot_lq_nir'] == str(tmp_path / 'train' / 'HR' / 'NIR')
     assert 'nir_scale' not in lr['datasets']['train'] and hr['path'] == lr['path']  # the same CVM pre-training
@@ -104,3 +108,12 @@ def test_the_registered_split_targets():
     assert found == {'CSPSR_HRNIR - EDSR, country_registered, bicubic, x4': (1.2, True),
                      'CSPSR - EDSR, country_registered, camera, x4': (0.2, False),
                      'CSPSR loss with its NIR zeroed, country_registered, camera, x4': (0.4, True)}
+
+
+def test_the_report_says_which_training_pairs_were_used():
+    from cspsr_arch.benchmark.report import training_pairs_note
+    assert training_pairs_note('preset') is None
+    assert 'registered by the tool' in training_pairs_note('register')
+    assert 'only registered pairs train' in training_pairs_note('skip') and '--country-train skip' in \
+        training_pairs_note('skip')
+    assert training_pairs_note('keep').endswith('Test photographs are scored as they were taken.')
