@@ -110,6 +110,21 @@ def test_grayscale_vis(capsys, model, tmp_path):
     assert f'{gray}: the VIS image must have 3 channels, got 1' in err and 'colour' in err
 
 
+def test_swapped_vis_and_nir_are_named_on_both_sides(capsys, model, tmp_path):
+    vis, nir = _pair(tmp_path)
+    colour = cv2.imread(str(vis), cv2.IMREAD_UNCHANGED)
+    colour[..., 0] = 255 - colour[..., 2]  # channels that differ, as in a real colour image
+    vis = _png(tmp_path / 'c_rgb.png', colour)
+    err = _infer_error(capsys, model, nir, vis)  # --vis gets the NIR image, --nir the colour one
+    assert f'{nir}: the VIS image must have 3 channels, got 1. It looks like a NIR image' in err
+    assert '--vis and --nir' in err and 'not swapped' in err
+    from cspsr_arch.data.image_io import decode
+    from cspsr_arch.errors import CSPSRInputError
+    with pytest.raises(CSPSRInputError, match=r'3 channels that differ, like a colour image: check that the VIS and '
+                                              r'NIR files \(--vis and --nir\) are not swapped'):
+        decode(vis.read_bytes(), str(vis), 'nir')
+
+
 @pytest.mark.parametrize('damage', ['truncated', 'garbage'])
 def test_corrupt_or_truncated_png(capsys, model, tmp_path, damage):
     vis, nir = _pair(tmp_path, size=(64, 80))

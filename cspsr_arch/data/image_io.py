@@ -58,14 +58,17 @@ def decode(buf: Optional[bytes], path: str, kind: str) -> np.ndarray:
         if channels == 4:
             img = img[:, :, :3]
         elif channels != 3:
-            raise CSPSRInputError(f'{path}: the VIS image must have 3 channels, got {channels}. '
-                                  'Convert it to colour (BGR/RGB) first.')
+            swapped = (' It looks like a NIR image: check that the VIS and NIR files (--vis and --nir) are not '
+                       'swapped; a grey visible image must be stored as colour (3 equal channels).' if channels == 1
+                       else ' Convert it to colour (BGR/RGB) first.')
+            raise CSPSRInputError(f'{path}: the VIS image must have 3 channels, got {channels}.{swapped}')
         return _to_float(img, path)
     if kind == 'nir':
         if channels == 3:
             if not (np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])):
-                raise CSPSRInputError(f'{path}: the NIR image has 3 channels that differ; a NIR image must have one '
-                                      'channel (or three equal ones). Check that VIS and NIR files are not swapped.')
+                raise CSPSRInputError(f'{path}: the NIR image has 3 channels that differ, like a colour image: check '
+                                      'that the VIS and NIR files (--vis and --nir) are not swapped; a NIR image must '
+                                      'have one channel (or three equal ones).')
             img = img[:, :, :1]
         elif channels != 1:
             raise CSPSRInputError(f'{path}: the NIR image must have 1 channel, got {channels}.')

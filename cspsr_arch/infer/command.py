@@ -32,7 +32,8 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', required=True, help='output folder (or a .png file for a single pair)')
     parser.add_argument('--scale', type=int, default=None, help="scale factor; must be the model's (default)")
     parser.add_argument('--tile', type=int, default=0,
-                        help='tile side in LR pixels (0: whole image); bounds the memory on large inputs')
+                        help='tile side in LR pixels (0: whole image); bounds the memory on large inputs. A pass that '
+                        'does not fit in memory is redone in tiles of 256, 128, then 64, with a line saying so')
     parser.add_argument('--tile-overlap', type=int, default=16, help='context margin around each tile, LR pixels')
     parser.add_argument('--ensemble', action='store_true', help='average with the vertically flipped pair')
     parser.add_argument('--bits', type=int, choices=[8, 16], default=None,
@@ -57,6 +58,54 @@ def _device(name: str) -> torch.device:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise CSPSRInputError(f'--device {name}: no GPU is visible; use --device cpu.')
     return device
+
+
+AUTO_TILES = (256, 128, 64)
+"""Tile sides (LR pixels) ``basicsr infer`` falls back to, in turn, when a pass does not fit in memory."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is PyTorch running out of memory (CUDA's ``OutOfMemoryError``, or the CPU allocator's
+    ``RuntimeError``)."""
+    if isinstance(error, getattr(torch, 'OutOfMemoryError', ())):
+        return True
+    text = str(error)
+    # oneDNN reports a failed allocation of its workspace as a primitive it could not create
+    return isinstance(error, RuntimeError) and any(sign in text for sign in (
+        "can't allocate memory", 'out of memory', 'could not create a primitive'))
+
+
+def super_resolve_fitting(run, tile: int, name: str, size: str, log=print):
+    """``(run(tile), tile used)`` (tile 0: untiled), falling back to smaller tiles while it runs out of memory.
+
+    A pass that does not fit is retried in tiles of :data:`AUTO_TILES` smaller than the one that failed, with a
+    line saying so; when even the smallest does not fit, a one-line error names ``--tile``.
+
+    Args:
+        run: ``run(tile) -> result``.
+        tile: The ``--tile`` asked for (0: the whole image).
+        name: The input file, for the messages.
+        size: Its size (``WxH``), for the messages.
+        log: Where the fallback line goes.
+    """
+    while True:
+        try:
+            return run(tile), tile
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+            reason = str(error).strip().splitlines()[-1][:160]
+            del error  # its traceback holds the failed pass's tensors
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        smaller = [t for t in AUTO_TILES if not tile or t < tile]
+        if not smaller:
+            raise CSPSRInputError(f'{name} ({size}) does not fit in memory even in tiles of {tile} LR pixels '
+                                  f'({reason}); free memory, or pass a smaller --tile (at least 16).')
+        log(f'basicsr infer: {name} ({size}) does not fit in memory '
+            f'{"in tiles of " + str(tile) if tile else "at once"}; super-resolving it in tiles of {smaller[0]} LR '
+            f'pixels (--tile {smaller[0]}).')
+        tile = smaller[0]
 
 
 def run_infer(args: argparse.Namespace) -> int:
@@ -95,12 +144,19 @@ def run_infer(args: argparse.Namespace) -> int:
     start = time.time()
     hide = True if args.quiet else None  # None: tqdm shows the bars on a terminal only
     tiles = tqdm(total=1, unit='tile', leave=False, disable=hide, position=1) if args.tile else None
+    fallback = 0  # the largest tile side a pass fell back to
     for pair in tqdm(pairs, unit='image', disable=hide, position=0):
         loaded = load_pair(pair, device, getattr(net, 'nir_scale', 1))
         bits = args.bits or loaded.bits
-        result = super_resolve(net, loaded.vis, loaded.nir, loaded.disp, tile=args.tile or None,
-                               overlap=args.tile_overlap, ensemble=args.ensemble, bits=bits,
-                               with_nir=args.save_nir, progress=tiles)
+
+        def run(tile: int, loaded=loaded, bits=bits):
+            return super_resolve(net, loaded.vis, loaded.nir, loaded.disp, tile=tile or None,
+                                 overlap=args.tile_overlap, ensemble=args.ensemble, bits=bits,
+                                 with_nir=args.save_nir, progress=tiles)
+
+        size = f'{loaded.vis.shape[-1]}x{loaded.vis.shape[-2]}'
+        result, used = super_resolve_fitting(run, args.tile, pair.vis, size, log=tqdm.write)
+        fallback = max(fallback, used) if used != args.tile else fallback
         paths = output_paths(args.out, pair.key, len(pairs) == 1)
         write_png(paths['sr'], result.sr)
         if result.nir_sr is not None:
@@ -109,6 +165,7 @@ def run_infer(args: argparse.Namespace) -> int:
         tiles.close()
     where = args.out if len(pairs) > 1 or not args.out.lower().endswith('.png') else os.path.dirname(args.out) or '.'
     print(f'basicsr infer: wrote {len(pairs)} image(s) to {where} ({getattr(net, "arch", "CSPSR")} x{net.upscale}, '
-          f'{"tiles of " + str(args.tile) if args.tile else "untiled"}, {time.time() - start:.1f} s)')
+          f'{"tiles of " + str(args.tile) if args.tile else "untiled"}'
+          + (f', tiles of {fallback} where memory was short' if fallback else '') + f', {time.time() - start:.1f} s)')
     return 0
 
