@@ -15,6 +15,19 @@ from cspsr_arch.engine.pipeline import run
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.infer.command import add_infer_arguments, run_infer
 
+INFER_EXAMPLES = """examples:
+  the released CSPSR on your LR pair (NIR of the same size, or of the right camera of a stereo rig):
+    basicsr infer -opt weights/CSPSR_country_camera_x4.yml --model weights/CSPSR_country_camera_x4.pth \\
+        --vis my_rgb.png --nir my_nir.png --out results/infer
+  a VIS-only model, folders of images, large images in tiles:
+    basicsr infer -opt weights/EDSR_country_camera_x4.yml --model weights/EDSR_country_camera_x4.pth \\
+        --vis LR/VIS --out results/edsr --tile 256
+  your own model: the options as it trained (experiments/<name>/<file>.yml) and a checkpoint
+    basicsr infer -opt experiments/CSPSR_x4_Custom/train_CSPSR_custom_x4.yml \\
+        --model experiments/CSPSR_x4_Custom/models/net_g_latest.pth \\
+        --vis datasets/Custom/test/LR_bicubic/X4/VIS --nir datasets/Custom/test/LR_bicubic/X4/NIR --out results/custom
+"""
+
 DESCRIPTION = """BasicSR with the cspsr plugin (CSPSR: NIR-guided super-resolution).
 
 sub-commands:
@@ -51,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_basicsr_arguments(sub.add_parser('train', help='train a model with BasicSR\'s train_pipeline'))
     _add_basicsr_arguments(sub.add_parser('test', help='evaluate a model with BasicSR\'s test_pipeline'))
-    add_infer_arguments(sub.add_parser('infer', help='super-resolve VIS/NIR pairs of any size with a trained model'))
+    add_infer_arguments(sub.add_parser('infer', help='super-resolve VIS/NIR pairs of any size with a trained model',
+                                       description='Super-resolve VIS/NIR pairs (or VIS images, for VIS-only '
+                                       'networks) with a trained model; writes PNGs.', epilog=INFER_EXAMPLES,
+                                       formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 

@@ -44,14 +44,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line entry point."""
     from cspsr_arch.benchmark.presets import EXTRA_MODELS, PRESETS, SR_MODELS, with_networks
     from cspsr_arch.errors import CSPSRInputError
+    from cspsr_arch.helptext import split_doc
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], epilog=__doc__,
+    description, epilog = split_doc(__doc__)
+    p = argparse.ArgumentParser(description=description, epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--preset', choices=sorted(PRESETS), required=True, help='budget and sizes (see below)')
     p.add_argument('--name', default=None, help='benchmark name (folder under --out); default: the preset name')
     p.add_argument('--out', default='results/benchmark', help='where benchmarks go (default: results/benchmark)')
-    p.add_argument('--models', nargs='+', default=None, choices=[*SR_MODELS, *EXTRA_MODELS],
-                   help='models of the main table (default: all, and CSPSR_given if the preset has it)')
+    p.add_argument('--models', nargs='+', default=None, choices=[*SR_MODELS, *EXTRA_MODELS], metavar='MODEL',
+                   help=f'models of the main table, among {", ".join(SR_MODELS)} (default: all, and CSPSR_given if '
+                   f'the preset has it) and {", ".join(EXTRA_MODELS)}')
     p.add_argument('--ablations', action='store_true', help='also train the Table 4 variants (x4)')
     p.add_argument('--real', default=str(DEFAULT_REAL), help=f'folder of real *_rgb/*_nir pairs (default: {DEFAULT_REAL})')
     p.add_argument('--country', default=str(DEFAULT_COUNTRY),
@@ -61,8 +64,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--seeds', type=int, default=1, help='training runs of every model (mean +- std in the tables)')
     p.add_argument('--seeds-of', nargs='+', default=[], metavar='MODEL=N',
                    help='train these models another number of times than --seeds, e.g. RCAN=1 HAT=1')
-    p.add_argument('--datasets', nargs='+', default=list(DEFAULT_DATASETS), choices=DATASETS,
-                   help=f'data sets to train and test on (default: {" ".join(DEFAULT_DATASETS)}; country alone trains '
+    p.add_argument('--datasets', nargs='+', default=list(DEFAULT_DATASETS), choices=DATASETS, metavar='SET',
+                   help=f'data sets to train and test on, among {", ".join(DATASETS)} (default: '
+                   f'{" ".join(DEFAULT_DATASETS)}; country alone trains '
                    'on real NIR only; country_registered tests on the registered split of the country pairs, and '
                    'with country keeps both test splits out of training)')
     p.add_argument('--country-train', choices=TRAIN_POLICIES, default=None,

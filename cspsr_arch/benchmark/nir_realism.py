@@ -152,7 +152,8 @@ Usage::
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``tools/nir_statistics.py``: see :data:`USAGE`."""
-    p = argparse.ArgumentParser(description=USAGE.split('\n\n')[0], epilog=USAGE,
+    from cspsr_arch.helptext import split_doc
+    p = argparse.ArgumentParser(description=split_doc(USAGE)[0], epilog=split_doc(USAGE)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('folders', nargs='*', help='folders of registered <key>_rgb / <key>_nir pairs')
     p.add_argument('--synthetic', action='store_true', help='add the embedded synthetic scenes')

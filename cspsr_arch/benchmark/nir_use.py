@@ -283,7 +283,8 @@ Usage::
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``tools/nir_diagnostics.py``: see :data:`USAGE`."""
-    p = argparse.ArgumentParser(description=USAGE.split('\n\n')[0], epilog=USAGE,
+    from cspsr_arch.helptext import split_doc
+    p = argparse.ArgumentParser(description=split_doc(USAGE)[0], epilog=split_doc(USAGE)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('runs', nargs='+', help='experiment folders (experiments/<name>, with <name>.yml and models/)')
     p.add_argument('--split', required=True, help='validation split in the canonical layout (not the test split)')

@@ -236,7 +236,8 @@ def markdown(report: dict) -> str:
              f"cross-view matching, pre-trained without labels for {b['stereo_iters']} iterations (batch "
              f"{b['stereo_batch']}, {b['stereo_gt_size']}-pixel HR patches). Scores: PSNR/SSIM of 8-bit images on "
              'RGB and on Y (BasicSR), border = scale, mean over the test images; training times are wall times.', '']
-    cam = report.get('camera')
+    from cspsr_arch.data.degradation import CameraDegradation
+    cam = CameraDegradation(dict(report.get('camera') or {})).resolved()  # every default spelled out, not {}
     lines.append(f"Protocols: {', '.join(report['protocols'])}. *bicubic*: the LR inputs are the bicubic downscaling of "
                  'the HR images (the paper\'s). *camera*: the LR VIS and NIR additionally carry a camera\'s degradation '
                  f'(`degradation: {json.dumps(cam)}`, cspsr_arch/data/degradation.py: low light with Poisson-Gaussian '

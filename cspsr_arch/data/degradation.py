@@ -134,6 +134,19 @@ class CameraDegradation:
                 shot=_range(values['shot'], f'{stream}.shot', 1e-8, 1.0),
                 jpeg=_range(values['jpeg'], f'{stream}.jpeg', 1, 100))
 
+    def resolved(self) -> dict:
+        """The block with every default filled in (what a report prints instead of ``{}``): per stream its
+        ``exposure``, ``shot`` and ``jpeg`` ranges (None: the step is skipped), a stream left clean as None, and
+        the ``seed``."""
+        out: dict = {}
+        for stream in DEFAULTS:
+            model = self.streams.get(stream)
+            out[stream] = None if model is None else {k: None if v is None else list(v)
+                                                      for k, v in (('exposure', model.exposure), ('shot', model.shot),
+                                                                   ('jpeg', model.jpeg))}
+        out['seed'] = self.seed
+        return out
+
     def rng(self, key: Optional[str]) -> np.random.Generator:
         """The generator of one sample: seeded by ``key`` (test), or drawn from NumPy's seeded state (training)."""
         if key is None:

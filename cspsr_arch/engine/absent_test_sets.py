@@ -14,6 +14,27 @@ from typing import List, Mapping, MutableMapping, Optional, TextIO
 
 from cspsr_arch.errors import CSPSRInputError
 
+def drop_training_sets(opt: MutableMapping, out: Optional[TextIO] = None) -> List[str]:
+    """Remove the training sets (``datasets:train``) from the options of ``basicsr test``, one line each.
+
+    ``basicsr test`` runs on the options a model trained with (``experiments/<name>/<file>.yml``): their
+    validation set is the test set, while the training set, cropped and shuffled, is not one.
+
+    Args:
+        opt: Parsed options (``datasets`` changed in place).
+        out: Where the lines go (default: stdout).
+
+    Returns:
+        The names of the removed entries.
+    """
+    datasets = opt.get('datasets') or {}
+    dropped = [name for name in datasets if str(name).split('_')[0] == 'train']
+    for name in dropped:
+        del datasets[name]
+        print(f'basicsr test: datasets:{name} is a training set; it is not tested.', file=out or sys.stdout)
+    return dropped
+
+
 PREPARE_HINT = 'prepare it with tools/prepare_data.py (see datasets/README.md)'
 
 

@@ -10,6 +10,8 @@ ordinary way (``AtomicCheckpointMixin.save_network`` / ``save_training_state`` i
 buffers).
 """
 import os
+import sys
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, NamedTuple, Tuple
 
@@ -39,10 +41,31 @@ def checked_parse_options(root_path: str, is_train: bool = True):
     from cspsr_arch.engine.options import check_options
     opt, args = parse_options(root_path, is_train=is_train)
     if not is_train:
-        from cspsr_arch.engine.absent_test_sets import drop_absent_test_sets
+        from cspsr_arch.engine.absent_test_sets import drop_absent_test_sets, drop_training_sets
+        drop_training_sets(opt)  # the options of a training run: its validation set is tested
+        if opt.get('val'):
+            opt['val'].setdefault('suffix', None)  # BasicSR's test reads it; training options leave it out
         drop_absent_test_sets(opt)  # one line per test set that is not there; an error if none is
     check_options(opt)
+    cap_workers(opt)
     return opt, args
+
+
+def cap_workers(opt: dict, cores: int = 0) -> None:
+    """Lower ``num_worker_per_gpu`` of each data set to the cores this process may use, with one line each: more
+    data-loader processes than cores only compete with the training (BasicSR warns, then starts them all).
+
+    Args:
+        opt: Parsed options (changed in place).
+        cores: Cores to allow (0: those of this process's CPU affinity).
+    """
+    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1))
+    for name, dataset in (opt.get('datasets') or {}).items():
+        workers = dataset.get('num_worker_per_gpu')
+        if isinstance(workers, int) and workers > cores:
+            dataset['num_worker_per_gpu'] = cores
+            print(f'basicsr: datasets:{name}:num_worker_per_gpu {workers} lowered to {cores}, the cores available.',
+                  flush=True)
 
 
 def yaml_load_with_base(f: str):
@@ -55,19 +78,58 @@ def yaml_load_with_base(f: str):
     return yaml.load(f, Loader=ordered_yaml()[0])
 
 
-def copy_resolved_opt_file(opt_file: str, experiments_root: str) -> None:
-    """BasicSR's ``copy_opt_file``, plus ``<name>_resolved.yml`` (bases merged) when the file has a ``base``."""
+def apply_force_yml(opt: dict, entries) -> dict:
+    """``opt`` with ``--force_yml`` entries (``a:b:c=value``) applied as BasicSR's ``parse_options`` applies them
+    (the value through its ``_postprocess_yml_value``: numbers, booleans, None, lists).
+
+    Args:
+        opt: Options (changed in place and returned).
+        entries: ``KEY:KEY=VALUE`` strings, or None.
+    """
+    from basicsr.utils.options import _postprocess_yml_value
+    for entry in entries or ():
+        keys, _, value = entry.partition('=')
+        *path, last = [k.strip() for k in keys.split(':')]
+        node = opt
+        for key in path:
+            node = node.setdefault(key, {})
+        node[last] = _postprocess_yml_value(value.strip())
+    return opt
+
+
+def force_yml_of(argv) -> list:
+    """The ``--force_yml`` entries of a ``basicsr train`` command line (what BasicSR's parser reads)."""
+    entries, taking = [], False
+    for arg in argv:
+        if arg == '--force_yml':
+            taking = True
+        elif arg.startswith('-') and not arg[1:2].isdigit():
+            taking = False
+        elif taking:
+            entries.append(arg)
+    return entries
+
+
+def copy_effective_opt_file(opt_file: str, experiments_root: str) -> None:
+    """Write the options as they trained into ``experiments/<name>/<file>.yml``, where BasicSR's ``copy_opt_file``
+    copies the file as it is: ``base`` files merged and ``--force_yml`` applied, so the copy builds the same
+    network and data with ``basicsr infer``, ``basicsr test`` or ``basicsr train`` from any folder. A header
+    names the source file and the command."""
     from basicsr.utils.dist_util import get_dist_info
-    from basicsr.utils.options import copy_opt_file, ordered_yaml
 
     from cspsr_arch.engine.options import load_options, plain
-    copy_opt_file(opt_file, experiments_root)
-    with open(opt_file, 'r') as f:
-        has_base = 'base' in (yaml.load(f, Loader=ordered_yaml()[0]) or {})
-    if has_base and get_dist_info()[0] == 0:
-        stem = os.path.splitext(os.path.basename(opt_file))[0]
-        with open(os.path.join(experiments_root, f'{stem}_resolved.yml'), 'w') as f:
-            yaml.safe_dump(plain(load_options(opt_file)), f, sort_keys=False)
+    if get_dist_info()[0] != 0:
+        return
+    opt = apply_force_yml(plain(load_options(opt_file)), force_yml_of(sys.argv[1:]))
+    header = (f'# Options as trained (generated {time.asctime()}): {opt_file} with its base files merged and the '
+              f'--force_yml changes applied.\n# Command: {" ".join(sys.argv)}\n')
+    with open(os.path.join(experiments_root, os.path.basename(opt_file)), 'w') as f:
+        f.write(header + yaml.safe_dump(opt, sort_keys=False))
+
+
+def _progress_logger() -> Callable:
+    from cspsr_arch.engine.progress import ProgressLogger
+    return ProgressLogger
 
 
 def _resume(original: Any, backend: str) -> Callable:
@@ -99,9 +161,15 @@ PATCHES: Tuple[Patch, ...] = (
           "on unresolved (a `base` key and missing sections).",
           lambda original, backend: yaml_load_with_base),
     Patch('basicsr.train', 'copy_opt_file',
-          "BasicSR copies the option file alone into experiments/<name>/; with `base` files that copy does not "
-          "say what trained, so `<name>_resolved.yml` (bases merged) is written beside it.",
-          lambda original, backend: copy_resolved_opt_file),
+          "BasicSR copies the option file alone into experiments/<name>/: with `base` files the copy cannot be "
+          "loaded from there, and --force_yml changes are not in it, so it does not say what trained. The copy "
+          "is written with the bases merged and the changes applied (usable by infer, test and train).",
+          lambda original, backend: copy_effective_opt_file),
+    Patch('basicsr.train', 'MessageLogger',
+          "BasicSR's log line gives seconds per iteration and an ETA of `-1 day, 23:59:59` at the last iteration: "
+          "the line gives the iteration out of the total, it/s and an ETA that never goes negative "
+          "(engine/progress.py).",
+          lambda original, backend: _progress_logger()),
     Patch('basicsr.train', 'load_resume_state',
           "BasicSR maps the state to torch.cuda.current_device() (fails without a GPU), looks in ./experiments "
           "whatever experiments_root says, and resumes from a truncated newest state (engine/resume.py).",

@@ -10,7 +10,6 @@ network such as EDSR) and write PNGs.
         --vis LR/VIS --out results/infer_edsr
 """
 import argparse
-import os
 import time
 import torch
 from tqdm import tqdm
@@ -163,7 +162,7 @@ def run_infer(args: argparse.Namespace) -> int:
             write_png(paths['nir'], result.nir_sr)
     if tiles is not None:
         tiles.close()
-    where = args.out if len(pairs) > 1 or not args.out.lower().endswith('.png') else os.path.dirname(args.out) or '.'
+    where = args.out  # the folder, or the file of a single pair
     print(f'basicsr infer: wrote {len(pairs)} image(s) to {where} ({getattr(net, "arch", "CSPSR")} x{net.upscale}, '
           f'{"tiles of " + str(args.tile) if args.tile else "untiled"}'
           + (f', tiles of {fallback} where memory was short' if fallback else '') + f', {time.time() - start:.1f} s)')

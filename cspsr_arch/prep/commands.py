@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.helptext import plain
 from cspsr_arch.prep import semisynthetic
 from cspsr_arch.prep.lmdb import LmdbInputError, _default_output, create_lmdbs
 from cspsr_arch.prep.prepare import DEFAULT_LIMIT, prepare
@@ -25,6 +26,16 @@ from cspsr_arch.prep.synthetic.build import DEFAULT_TEST_SCENES, build_dataset a
 from cspsr_arch.prep.synthetic.scenes import EXTRA_SCENES, SCENES
 
 PREPARE_DATA = 'Convert a downloaded RGB-NIR data set to the canonical cross-spectral layout (datasets/README.md).'
+PREPARE_LAYOUTS = '''Layouts (--root holds):
+  pairs          <name>_rgb.<ext> and <name>_nir.<ext> side by side (png, jpg, bmp, tif; 8 or 16 bits), e.g.
+                 field_001_rgb.png + field_001_nir.png: your own pairs (docs/custom_data.md)
+  nirscene       the EPFL RGB-NIR scene data set: <category>/NNNN_rgb.tiff + NNNN_nir.tiff
+  ranus          RGB/<seq>/<frame>.png + NIR/<seq>/<frame>.png
+  rgbnir-stereo  the RGB-NIR stereo set (Zhi et al.): <video>/RGBResize/*.png, <video>/NIRResize/*.png, lists/
+'''
+PREPARE_EXAMPLE = '''Example (your own registered pairs, misregistered ones warped onto the VIS):
+  python tools/prepare_data.py pairs --root my_pairs/train --out datasets/Custom --split train --scales 4 \\
+      --misaligned register'''
 MAKE_SYNTHETIC = ('Build the embedded synthetic cross-spectral stereo set (VIS left, NIR right) from '
                   "scikit-image's photographs.")
 MAKE_SEMISYNTHETIC = ('Build a semi-synthetic cross-spectral stereo set from real, registered VIS/NIR pairs: real '
@@ -40,9 +51,10 @@ def prepare_data(argv: Optional[Sequence[str]] = None) -> int:
     Returns:
         0 on success, 2 on bad input (message on stderr, no traceback).
     """
-    parser = argparse.ArgumentParser(description=PREPARE_DATA,
-                                     epilog='Splits by default: ' + '; '.join(f'{k}: {" ".join(v)}'
-                                                                              for k, v in DEFAULT_SPLITS.items()))
+    parser = argparse.ArgumentParser(description=PREPARE_DATA, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=PREPARE_LAYOUTS + '\nSplits by default: ' + '; '.join(
+                                         f'{k}: {" ".join(v)}' for k, v in DEFAULT_SPLITS.items()) + '.\n\n'
+                                     + PREPARE_EXAMPLE)
     parser.add_argument('layout', choices=LAYOUTS, help='source layout')
     parser.add_argument('--root', required=True, help='the downloaded data set folder')
     parser.add_argument('--out', required=True, help='output folder, e.g. datasets/RGBNIRStereo')
@@ -177,7 +189,7 @@ def make_semisynthetic_rgbnir(argv: Optional[Sequence[str]] = None) -> int:
         0 on success, 2 on bad input (message on stderr).
     """
     p = argparse.ArgumentParser(description=MAKE_SEMISYNTHETIC,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=semisynthetic.__doc__)
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=plain(semisynthetic.__doc__))
     p.add_argument('--input', required=True, help='folder of <name>_rgb.* / <name>_nir.* pairs')
     p.add_argument('--out', required=True, help='output folder (writes OUT/train and OUT/test)')
     p.add_argument('--scales', type=int, nargs='+', default=[2, 4], help='SR scales (default: 2 4)')

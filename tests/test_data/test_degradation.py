@@ -81,3 +81,13 @@ def test_jpeg_step_changes_the_vis_deterministically():
     a, _ = deg(img, img[..., :1], key='x')
     b, _ = deg(img, img[..., :1], key='x')
     assert np.array_equal(a, b) and np.abs(a - img).mean() > 0.01
+
+
+def test_the_resolved_block_spells_out_every_default():
+    from cspsr_arch.data.degradation import CameraDegradation
+    assert CameraDegradation({}).resolved() == {
+        'vis': {'exposure': [1 / 32, 1 / 4], 'shot': [1e-4, 1e-3], 'jpeg': None},
+        'nir': {'exposure': None, 'shot': [1e-4, 3e-4], 'jpeg': None}, 'seed': 0}
+    block = CameraDegradation({'nir': None, 'vis': {'jpeg': [70, 90], 'exposure': 0.5}, 'seed': 3}).resolved()
+    assert block == {'vis': {'exposure': [0.5, 0.5], 'shot': [1e-4, 1e-3], 'jpeg': [70.0, 90.0]}, 'nir': None,
+                     'seed': 3}

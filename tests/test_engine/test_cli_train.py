@@ -1,5 +1,4 @@
 """The ``basicsr`` console script: train, resume on CPU, test, --help and clear option errors."""
-import os
 import re
 import subprocess
 import sys
@@ -8,50 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from toy_data import dataset_opt, make_toy_split
-
-BASICSR = str(Path(sys.executable).parent / 'basicsr')
-ENV = {**os.environ, 'CUDA_VISIBLE_DEVICES': ''}
-
-
-def _train_options(tmp_path: Path, total_iter: int = 1, **overrides) -> Path:
-    split = tmp_path / 'data' / 'train'
-    if not split.exists():
-        make_toy_split(split, keys=('a', 'b', 'c'), size=48, scales=(2, ))
-    train = dataset_opt(split, 2, phase='train', gt_size=32, use_hflip=True, use_vflip=True, num_worker_per_gpu=0,
-                        batch_size_per_gpu=2, dataset_enlarge_ratio=1)
-    val = dataset_opt(split, 2)
-    for d in (train, val):
-        del d['phase'], d['scale']
-    opt = {
-        'name': 'toy_cspsr', 'model_type': 'CSPSRModel', 'scale': 2, 'num_gpu': 0, 'manual_seed': 0,
-        'datasets': {'train': train, 'val': val},
-        'network_g': {'type': 'CSPSR', 'num_feat': 8, 'num_dmf': 2, 'upscale': 2, 'cvm': 'given'},
-        'path': {'pretrain_network_g': None, 'resume_state': None},
-        'train': {
-            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.999]},
-            'scheduler': {'type': 'MultiStepLR', 'milestones': [2], 'gamma': 0.5},
-            'total_iter': total_iter, 'warmup_iter': -1,
-            'pixel_opt': {'type': 'MSELoss', 'loss_weight': 1.0},
-            'cssc_opt': {'type': 'CrossSpectralSpatialConsistencyLoss', 'loss_weight': 0.1},
-        },
-        'val': {'val_freq': 1000, 'save_img': True, 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2}}},
-        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False},
-    }
-    for key, value in overrides.items():
-        section = opt
-        *parents, last = key.split(':')
-        for parent in parents:
-            section = section[parent]
-        section[last] = value
-    path = tmp_path / 'train.yml'
-    path.write_text(yaml.safe_dump(opt))
-    return path
-
-
-def _basicsr(args, cwd):
-    return subprocess.run([BASICSR, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
-
+from cli_runs import ENV, _basicsr, _train_options
 
 def test_help_explains_both_subcommands(tmp_path):
     out = _basicsr(['--help'], tmp_path)
@@ -101,9 +57,9 @@ def test_resume_on_cpu_continues_at_the_right_iteration(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     log = sorted((tmp_path / 'experiments' / 'toy_cspsr').glob('train_*.log'))[-1].read_text()
     assert 'Resuming training from epoch' in log and 'iter: 2.' in log
-    iters = [int(i) for i in re.findall(r'iter:\s+(\d+), lr:', log)]
+    iters = [int(i) for i in re.findall(r"iter:\s+(\d+)/\d+, lr:", log)]
     assert iters == [3, 4]
-    assert re.search(r'iter:\s+3, lr:\(5\.000e-04', log)
+    assert re.search(r'iter:\s+3/4, lr:\(5\.000e-04', log)
     assert (states / '4.state').is_file()
 
 

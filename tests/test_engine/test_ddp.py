@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-from test_cli_train import ENV, _train_options
+from cli_runs import ENV, _train_options
 from toy_data import make_toy_split
 
 from cspsr_arch.engine.distributed import choose_backend, slurm_environment
@@ -37,7 +37,7 @@ if _rank is not None and _trace:
     torch.save, os.replace = _traced_save, _traced_replace
     atexit.register(_note, 'finished')
 '''
-LOSSES = re.compile(r'iter:\s+(\d+), lr:.*? l_pix: ([0-9.e+-]+) l_cssc: ([0-9.e+-]+)')
+LOSSES = re.compile(r'iter:\s+(\d+)/[0-9,]+, lr:.*? l_pix: ([0-9.e+-]+) l_cssc: ([0-9.e+-]+)')
 
 
 def _square_split(split: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from basicsr.models import build_model
-from test_cli_train import ENV, _train_options
+from cli_runs import ENV, _train_options
 
 from cspsr_arch.archs.cspsr_arch import CSPSR
 from cspsr_arch.engine.checkpoint import AtomicCheckpointMixin, TrainingDiverged, atomic_torch_save
@@ -35,7 +35,7 @@ CSPSRModel.optimize_parameters, MSELoss.forward = slow_step, nan_loss
 from cspsr_arch.cli import main
 sys.exit(main(sys.argv[1:]))
 '''
-LOG_ITER = re.compile(r'iter:\s+(\d+), lr:\(([0-9.e+-]+),\)')
+LOG_ITER = re.compile(r'iter:\s+(\d+)/[0-9,]+, lr:\(([0-9.e+-]+),\)')
 
 
 def _hooked(tmp_path: Path, args, **env) -> subprocess.Popen:

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from test_cli_train import _basicsr, _train_options
+from cli_runs import _basicsr, _train_options
 
 from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
 
@@ -92,18 +92,36 @@ def test_cspsr_loads_a_pretrained_disparity_net_and_keeps_it_frozen(tmp_path):
     assert out.returncode == 2 and 'use_hflip' in out.stderr and 'Traceback' not in out.stderr
 
 
-def test_an_option_file_with_a_base_trains_and_keeps_the_resolved_options(tmp_path):
+def test_the_options_copied_into_experiments_are_what_trained_and_run_infer_and_test(tmp_path):
     base = _train_options(tmp_path)
     child = tmp_path / 'variants' / 'no_cssc.yml'
     child.parent.mkdir()
     child.write_text('base: ../train.yml\nname: toy_variant\nnetwork_g:\n  use_csft: false\ntrain:\n  cssc_opt: ~\n')
-    out = _basicsr(['train', '-opt', str(child)], tmp_path)
+    out = _basicsr(['train', '-opt', str(child), '--force_yml', 'network_g:num_feat=6', 'train:total_iter=1'], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     exp = tmp_path / 'experiments' / 'toy_variant'
     log = next(exp.glob('train_toy_variant_*.log')).read_text()
     assert 'l_pix' in log and 'l_cssc' not in log
-    resolved = yaml.safe_load((exp / 'no_cssc_resolved.yml').read_text())
-    assert resolved['network_g']['use_csft'] is False and resolved['train']['cssc_opt'] is None
-    assert resolved['datasets'] == yaml.safe_load(base.read_text())['datasets']
+    copy = exp / 'no_cssc.yml'
+    text = copy.read_text()
+    assert text.startswith('# Options as trained') and '--force_yml network_g:num_feat=6' in text
+    trained = yaml.safe_load(text)
+    assert 'base' not in trained and trained['network_g']['use_csft'] is False and trained['train']['cssc_opt'] is None
+    assert trained['network_g']['num_feat'] == 6  # the --force_yml change is in the copy
+    assert trained['datasets'] == yaml.safe_load(base.read_text())['datasets']
+    model = exp / 'models' / 'net_g_latest.pth'
+    elsewhere = tmp_path / 'elsewhere'  # the copy needs no base file and no option file beside it
+    elsewhere.mkdir()
+    lr = tmp_path / 'data' / 'train' / 'LR_bicubic' / 'X2'
+    out = _basicsr(['infer', '-opt', str(copy), '--model', str(model), '--vis', str(lr / 'VIS' / 'a.png'),
+                    '--nir', str(lr / 'NIR' / 'a.png'), '--disp', str(lr / 'DISP_L' / 'a.png'), '--out',
+                    str(elsewhere / 'a_sr.png'), '--quiet'], elsewhere)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f'wrote 1 image(s) to {elsewhere / "a_sr.png"}' in out.stdout
+    out = _basicsr(['test', '-opt', str(copy), '--force_yml', f'path:pretrain_network_g={model}', 'name=toy_test'],
+                   tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'basicsr test: datasets:train is a training set; it is not tested.' in out.stdout
+    assert list((tmp_path / 'results' / 'toy_test').rglob('*.log'))
     out = _basicsr(['train', '-opt', str(tmp_path / 'nowhere.yml')], tmp_path)
     assert out.returncode == 2 and 'Option file not found' in out.stderr
