@@ -118,7 +118,7 @@ def test_swapped_vis_and_nir_are_named_on_both_sides(capsys, model, tmp_path):
     err = _infer_error(capsys, model, nir, vis)  # --vis gets the NIR image, --nir the colour one
     assert f'{nir}: the VIS image must have 3 channels, got 1. It looks like a NIR image' in err
     assert '--vis and --nir' in err and 'not swapped' in err
-    from cspsr_arch.data.image_io import decode
+    from cspsr_arch.image_io import decode
     from cspsr_arch.errors import CSPSRInputError
     with pytest.raises(CSPSRInputError, match=r'3 channels that differ, like a colour image: check that the VIS and '
                                               r'NIR files \(--vis and --nir\) are not swapped'):

@@ -58,7 +58,7 @@ def build_stereo_net(model_path: PathLike, opt_path: Optional[PathLike] = None, 
 
 
 def _read(path: Path, kind: str) -> np.ndarray:
-    from cspsr_arch.data.image_io import decode
+    from cspsr_arch.image_io import decode
     data = path.read_bytes() if path.is_file() else None
     return decode(data, str(path), kind)
 

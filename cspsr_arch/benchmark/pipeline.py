@@ -36,13 +36,10 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from cspsr_arch.benchmark.data import DEFAULT_DATASETS, combine_train_splits, prepare_data
+from cspsr_arch.benchmark.paths import ROOT
 from cspsr_arch.engine.options import plain
 from cspsr_arch.prep.split import META_INFO
 
-ROOT = Path(__file__).resolve().parents[2]
-"""The repository (its ``options`` and ``tools`` folders)."""
-DEFAULT_REAL = ROOT.parent / 'shared' / 'data' / 'real_rgbnir'
-DEFAULT_COUNTRY = ROOT.parent / 'shared' / 'data' / 'nirscene_country'
 FRAME = (429, 582)  # HR height, width of the cost figures (an RGB-NIR stereo frame)
 DESCRIPTIONS = {
     'EDSR': 'VIS only; BasicSR\'s EDSR.',
@@ -55,6 +52,15 @@ DESCRIPTIONS = {
     'CSPSR_HRNIR': 'CSPSR given the right-view NIR at the HR size (nir_scale = scale: warped at its own resolution, '
                    'then pixel-unshuffled onto the LR grid): rigs whose NIR camera has the output resolution, and '
                    'an upper bound of what a NIR image can give.',
+    'PASSR': 'stereo SR (Wang et al., CVPR 2019): parallax attention between the LR VIS (left view) and the LR NIR '
+             '(right view); its attention losses as its paper trains it.',
+    'NAFSSR': 'stereo SR (Chu et al., CVPRW 2022): NAFNet blocks on both views with stereo cross-attention, the LR '
+              'NIR as the right view.',
+    'MASASR': 'reference-based SR (Lu et al., CVPR 2021): the bicubic-upscaled right-view NIR as the reference, '
+              'matched coarse to fine.',
+    'CMSR': 'multi-modal SR (Shacht et al., CVPR 2021): guided by the bicubic-upscaled right-view NIR, aligned by '
+            'its own learned deformation.',
+    'CMSR_HRNIR': 'CMSR guided by the HR NIR (the CSPSR paper\'s upper bound row).',
     'CSPSR_HRNIR_given': 'CSPSR given the right-view NIR at the HR size and warping it by the data set\'s ground-truth '
                          'disparity: what an HR NIR can give when the two views are matched exactly (an oracle).',
     'CSPSR_given': 'CSPSR warping the NIR by the data set\'s ground-truth disparity: an oracle reference row, not a '

@@ -32,6 +32,9 @@ from cspsr_arch.prep.synthetic.scenes import EXTRA_SCENES, SCENES
 
 SR_MODELS: Tuple[str, ...] = ('EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'CSPSR')
 """Models of the main table, in the order of the tables; ``CSPSR_given`` is an optional reference row."""
+PEER_MODELS: Tuple[str, ...] = ('PASSR', 'NAFSSR', 'MASASR', 'CMSR', 'CMSR_HRNIR')
+"""The prior-guided networks of the CSPSR paper's Table 2 (stereo SR, reference-based SR, multi-modal SR, and
+CMSR guided by the HR NIR), trained on request (``--models``) from ``options/train_<model>_x<s>.yml``."""
 EXTRA_MODELS: Tuple[str, ...] = ('CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given')
 """Rows trained on request (``--models``): CSPSR warping by the ground-truth disparity (an oracle), and CSPSR
 given the NIR at the HR size (``nir_scale`` = scale: rigs whose NIR camera has the output resolution; the
@@ -142,6 +145,11 @@ QUICK = Preset(
         'RCAN': {'num_feat': 16, 'num_group': 1, 'num_block': 2, 'squeeze_factor': 4},
         'HAT': {'embed_dim': 16, 'depths': [2], 'num_heads': [2], 'window_size': 4, 'compress_ratio': 2,
                 'squeeze_factor': 4, 'num_feat': 16, 'img_range': 255.},
+        'PASSR': {'num_feat': 8},
+        'NAFSSR': {'width': 8, 'num_blocks': 2, 'drop_path_rate': 0.0},
+        'MASASR': {'num_feat': 8, 'num_blocks_enc': [1, 1, 1], 'num_blocks_lr': [1, 1, 1], 'num_blocks_x1': 1,
+                   'num_blocks_up': [1, 1]},
+        'CMSR': {'num_feat': 8, 'num_layers': 4},
     },
     given_reference=False, print_freq=50, checkpoints=1, profile_runs=2, paper_cost=False)
 
@@ -164,6 +172,11 @@ CPU = Preset(
         'RCAN': {'num_feat': 32, 'num_group': 2, 'num_block': 4, 'squeeze_factor': 8},
         'HAT': {'embed_dim': 32, 'depths': [2, 2], 'num_heads': [4, 4], 'window_size': 8, 'compress_ratio': 4,
                 'squeeze_factor': 8, 'num_feat': 32},
+        'PASSR': {'num_feat': 24},  # 0.200 M
+        'NAFSSR': {'width': 32, 'num_blocks': 16, 'drop_path_rate': 0.0},  # 0.216 M
+        'MASASR': {'num_feat': 20, 'num_blocks_enc': [2, 2, 2], 'num_blocks_lr': [1, 1, 1], 'num_blocks_x1': 4,
+                   'num_blocks_up': [2, 1]},  # 0.207 M
+        'CMSR': {'num_feat': 58},  # 0.198 M
     },
     given_reference=True, print_freq=50, checkpoints=8, profile_runs=5)
 
@@ -202,8 +215,9 @@ def with_networks(preset: Preset, items: Sequence[str]) -> Preset:
         model, dot, key = target.partition('.')
         if not (equals and dot and model and key):
             raise CSPSRInputError(f'--network {item!r}: expected MODEL.KEY=VALUE, e.g. CSPSR.norm=instance.')
-        if model not in SR_MODELS:
-            raise CSPSRInputError(f'--network {item!r}: unknown model {model!r}, expected one of {", ".join(SR_MODELS)} '
+        if model not in SR_MODELS + PEER_MODELS:
+            raise CSPSRInputError(f'--network {item!r}: unknown model {model!r}, expected one of '
+                                  f'{", ".join(SR_MODELS + PEER_MODELS)} '
                                   f'({" and ".join(EXTRA_MODELS)} use the CSPSR options).')
         networks.setdefault(model, {})[key] = yaml.safe_load(value)
     return replace(preset, networks=networks)

@@ -33,7 +33,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cspsr_arch.benchmark.pipeline import ROOT
+from cspsr_arch.benchmark.paths import ROOT
 
 MODELS = ('CSPSR', 'EDSR', 'RCAN', 'HAT', 'ConcatNIR')
 

@@ -15,7 +15,8 @@ from cspsr_arch.benchmark.aggregate import mean_curve, over_seeds, paired_rows
 from cspsr_arch.benchmark.curves import read_curve
 from cspsr_arch.benchmark.evaluation import METRICS, evaluate
 
-NIR_MODELS = ('ConcatNIR', 'CSPSR', 'CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given')
+NIR_MODELS = ('ConcatNIR', 'CSPSR', 'CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given', 'PASSR', 'NAFSSR', 'MASASR',
+              'CMSR', 'CMSR_HRNIR')
 """Rows that read the NIR image (their NIR diagnostics are measured)."""
 VIS_ONLY = ('EDSR', 'RCAN', 'HAT')
 """Rows that see the VIS image only."""

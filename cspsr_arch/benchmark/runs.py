@@ -177,8 +177,9 @@ def check_network(network: dict, name: str) -> None:
 
 
 def network_nir_scale(network: dict) -> int:
-    """The multiple of the LR size at which a network takes its NIR (``nir_scale`` of CSPSR; 1 otherwise)."""
-    return int(network.get('nir_scale', 1)) if network['type'] == 'CSPSR' else 1
+    """The multiple of the LR size at which a network takes its NIR (its ``nir_scale``: CSPSR and the guided
+    comparison networks; 1 for the others)."""
+    return int(network.get('nir_scale', 1))
 
 
 def _validation(opt: dict, preset: Preset, scale: int, setting: Setting, disparity: bool, nir_scale: int = 1) -> None:
@@ -230,7 +231,8 @@ def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: P
     """
     source_model = 'CSPSR' if model in EXTRA_MODELS else model
     source = load_options(str(options_dir / f'train_{source_model}_x{scale}.yml'))
-    network = merge_options(source['network_g'], preset.networks.get(source_model, {}))
+    sizes = preset.networks.get('CMSR' if model == 'CMSR_HRNIR' else source_model, {})
+    network = merge_options(source['network_g'], sizes)
     if model in ('CSPSR_given', 'CSPSR_HRNIR_given'):
         network['cvm'] = 'given'
     if model in ('CSPSR_HRNIR', 'CSPSR_HRNIR_given'):

@@ -10,7 +10,7 @@ from torch.utils import data
 
 from cspsr_arch.data.crop import aligned_random_crop
 from cspsr_arch.data.degradation import CameraDegradation
-from cspsr_arch.data.image_io import decode
+from cspsr_arch.image_io import decode
 from cspsr_arch.data.stereo_transforms import random_stereo_flip
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.prep.split import (IMAGE_EXT, LMDB_EXT, META_INFO, dataset_roots, images_by_stem, list_images,

@@ -38,9 +38,9 @@ PATH_KEYS = {
 }
 TRAIN_KEYS = {
     'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt', 'cssc_opt',
-    'stereo_opt', 'freeze_disp', 'shift_augment', 'compile'
+    'stereo_opt', 'attention_opt', 'freeze_disp', 'shift_augment', 'compile'
 }
-LOSS_OPTS = ('pixel_opt', 'perceptual_opt', 'cssc_opt', 'stereo_opt')
+LOSS_OPTS = ('pixel_opt', 'perceptual_opt', 'cssc_opt', 'stereo_opt', 'attention_opt')
 VAL_KEYS = {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics'}
 METRIC_KEYS = {'type', 'crop_border', 'input_order', 'test_y_channel', 'better'}
 LOGGER_KEYS = {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'}

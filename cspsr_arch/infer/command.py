@@ -163,7 +163,7 @@ def run_infer(args: argparse.Namespace) -> int:
     if tiles is not None:
         tiles.close()
     where = args.out  # the folder, or the file of a single pair
-    print(f'basicsr infer: wrote {len(pairs)} image(s) to {where} ({getattr(net, "arch", "CSPSR")} x{net.upscale}, '
+    print(f'basicsr infer: wrote {len(pairs)} image(s) to {where} ({getattr(net, "arch", type(net).__name__)} x{net.upscale}, '
           f'{"tiles of " + str(args.tile) if args.tile else "untiled"}'
           + (f', tiles of {fallback} where memory was short' if fallback else '') + f', {time.time() - start:.1f} s)')
     return 0

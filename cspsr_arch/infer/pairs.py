@@ -6,7 +6,7 @@
 for ``cvm: given`` networks) is a file or folder matched the same way. VIS-only networks need no ``--nir``:
 ``--vis`` alone is then a file or a folder of images, where names ending with ``_nir``/``_disp`` are
 skipped (so a folder of pairs serves too). Images are decoded by
-:func:`cspsr_arch.data.image_io.decode`, as in training: 8- or 16-bit, scaled to [0, 1]; VIS with 3
+:func:`cspsr_arch.image_io.decode`, as in training: 8- or 16-bit, scaled to [0, 1]; VIS with 3
 channels (4: alpha dropped); NIR with 1 channel or 3 equal ones; disparity as 16-bit ``round(d * 256)``.
 The NIR has the VIS size, or ``nir_scale`` times it for a network built with ``nir_scale`` (its NIR camera
 has the higher resolution); the disparity has the VIS size.
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cspsr_arch.data.image_io import decode
+from cspsr_arch.image_io import decode
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.prep.split import IMAGE_EXTENSIONS, PNG_PARAMS, PNG_SIGNATURE
 SUFFIXES = {'vis': ('_rgb', '_vis'), 'nir': ('_nir', ), 'disp': ('_disp', )}

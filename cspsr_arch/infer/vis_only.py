@@ -18,7 +18,8 @@ from cspsr_arch.archs.cspsr_arch import CSPSR, CSPSROutput
 from cspsr_arch.errors import CSPSRInputError
 
 CROSS_SPECTRAL_ARCHS = ('CSPSR', )
-"""Archs of ``network_g`` that read the NIR image (``basicsr infer`` then needs ``--nir``)."""
+"""Archs of ``network_g`` that read the NIR image (``basicsr infer`` then needs ``--nir``), besides every
+:class:`~cspsr_arch.archs.guided.GuidedSR` (the comparison networks: PASSR, NAFSSR, MASASR, CMSR)."""
 NOT_SR_ARCHS = {'CrossSpectralStereoNet': 'a CrossSpectralStereoNet only predicts disparity'}
 """Registered archs ``basicsr infer`` refuses before building them, with the reason."""
 PROBE_SIZE = 16
@@ -31,7 +32,16 @@ def reads_nir(arch: str) -> bool:
     Args:
         arch (str): The registered arch name.
     """
-    return arch in CROSS_SPECTRAL_ARCHS
+    if arch in CROSS_SPECTRAL_ARCHS:
+        return True
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    from cspsr_arch.archs.guided import GuidedSR
+    try:
+        cls = ARCH_REGISTRY.get(arch)
+    except KeyError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, GuidedSR)
 
 
 def probe_scale(net: nn.Module, arch: str, opt_path: str) -> int:

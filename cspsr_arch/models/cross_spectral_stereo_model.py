@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from cspsr_arch.archs.cross_spectral_stereo_arch import StereoOutput
 from cspsr_arch.engine.checkpoint import AtomicCheckpointMixin, check_finite_loss
-from cspsr_arch.data.image_io import encode_disparity
+from cspsr_arch.image_io import encode_disparity
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.prep.split import PNG_PARAMS
 from cspsr_arch.models.stereo_utils import check_flip_geometry

@@ -17,16 +17,19 @@ OPTIONAL_STREAMS = ('gt', 'gt_nir', 'disp', 'disp_r')
 
 
 def check_nir_scales(opt: dict) -> None:
-    """Refuse a data set whose ``nir_scale`` differs from the CSPSR's ``network_g:nir_scale`` (both default 1).
+    """Refuse a data set whose ``nir_scale`` differs from ``network_g:nir_scale`` (both default 1) of a network that
+    reads the NIR (CSPSR and the guided comparison networks).
 
-    The data set then delivers a NIR of another size than the network takes; the network would only fail
-    at the first batch, with a tensor-size message.
+    The data set then delivers a NIR of another size than the network takes: a network built for the LR NIR
+    must never be given the HR NIR (a comparison with it would be another comparison), and a mismatch would
+    otherwise only fail at the first batch, with a tensor-size message.
 
     Args:
         opt: The model's options (``network_g``, ``datasets``).
     """
+    from cspsr_arch.infer.vis_only import reads_nir
     net_opt = opt.get('network_g') or {}
-    if net_opt.get('type') != 'CSPSR':
+    if not reads_nir(str(net_opt.get('type'))):
         return
     wanted = net_opt.get('nir_scale', 1)
     for name, dataset_opt in (opt.get('datasets') or {}).items():
@@ -51,6 +54,7 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
     Options read on top of SRModel's:
 
     * ``train.cssc_opt``: a ``CrossSpectralSpatialConsistencyLoss`` config (optional);
+    * ``train.attention_opt``: a ``ParallaxAttentionLoss`` config (optional; PASSR's own losses on its attention);
     * ``path.pretrain_network_disp`` (+ ``param_key_disp``, ``strict_load_disp``): weights of the
       learned CVM (``network_g.cvm: learned``), e.g. from ``CrossSpectralStereoModel``; they replace the
       stereo part of ``pretrain_network_g``;
@@ -106,6 +110,11 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
             raise CSPSRInputError(f"train:cssc_opt needs the NIR output of the dual-branch network (network_g:branches "
                                   f"is {net.branches!r}); remove cssc_opt for the single-branch variants.")
         self.cri_cssc = build_loss(cssc_opt).to(self.device) if cssc_opt else None
+        attention_opt = train_opt.get('attention_opt')
+        if attention_opt and not hasattr(net, 'last_attention'):
+            raise CSPSRInputError(f"train:attention_opt needs a network that keeps its parallax attention maps (PASSR); "
+                                  f"network_g:type is {type(net).__name__}: remove attention_opt.")
+        self.cri_attention = build_loss(attention_opt).to(self.device) if attention_opt else None
         super().init_training_settings()
         self.train_net = self.net_g
         if train_opt.get('compile'):
@@ -153,6 +162,11 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
             l_cssc = self.cri_cssc(self.output_nir, self.gt_nir, out.disp_l, out.disp_r)
             l_total += l_cssc
             loss_dict['l_cssc'] = l_cssc
+
+        if self.cri_attention:
+            l_att = self.cri_attention(self.get_bare_model(self.net_g).last_attention, self.lq, self.lq_nir)
+            l_total += l_att
+            loss_dict['l_attention'] = l_att
 
         check_finite_loss(l_total, loss_dict, current_iter, self.opt)
         l_total.backward()

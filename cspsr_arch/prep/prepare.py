@@ -60,7 +60,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from cspsr_arch.data.image_io import decode
+from cspsr_arch.image_io import decode
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.prep.registration import MISALIGNED_POLICIES, check_pair
 from cspsr_arch.prep.sources import SourcePair, format_sparse_disparity, parse_keypoints, scan_layout

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from cspsr_arch.data.image_io import encode_disparity
+from cspsr_arch.image_io import encode_disparity
 from cspsr_arch.errors import CSPSRInputError
 
 PathLike = Union[str, 'os.PathLike[str]']

@@ -85,7 +85,7 @@ def _figure(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``tools/release_weights.py``."""
-    from cspsr_arch.benchmark.pipeline import DEFAULT_COUNTRY, ROOT
+    from cspsr_arch.benchmark.paths import DEFAULT_COUNTRY, ROOT
     parser = argparse.ArgumentParser(prog='release_weights.py', description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
     rel = sub.add_parser('release', help='write released weights, their options, the record and the card block')

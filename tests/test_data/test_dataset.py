@@ -179,7 +179,7 @@ def test_stereo_flip_always_returns_copies():
 
 def test_random_crops_keep_ramp_disparities_aligned(tmp_path):
     """Left and right disparity maps that vary along x and y are cropped at the place of the images."""
-    from cspsr_arch.data.image_io import encode_disparity
+    from cspsr_arch.image_io import encode_disparity
     split = tmp_path / 'train'
     make_toy_split(split, keys=('a', ), size=64, scales=(4, ))
     ys, xs = np.mgrid[0:16, 0:18].astype(np.float64)

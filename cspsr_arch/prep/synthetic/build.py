@@ -46,7 +46,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cspsr_arch.data.image_io import decode_disparity, encode_disparity
+from cspsr_arch.image_io import decode_disparity, encode_disparity
 from cspsr_arch.prep.split import meta_keys, meta_line, write_meta_info, write_sample
 from cspsr_arch.prep.split import prepare_split as _prepare_split
 from cspsr_arch.prep.synthetic.scenes import EXTRA_SCENES, SCENES, crop_box, load_scene, right_view, scene_rng

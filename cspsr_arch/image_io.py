@@ -1,4 +1,8 @@
-"""Decoding of the cross-spectral streams with checks that name the offending file."""
+"""Decoding of the cross-spectral streams with checks that name the offending file, and the disparity encoding.
+
+One home below both the data sets (:mod:`cspsr_arch.data`) and data preparation (:mod:`cspsr_arch.prep`), which
+read and write the same files.
+"""
 from typing import Optional
 
 import cv2
