@@ -45,6 +45,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line entry point."""
     from cspsr_arch.benchmark.presets import EXTRA_MODELS, PEER_MODELS, PRESETS, SR_MODELS, with_networks
     from cspsr_arch.errors import CSPSRInputError
+    from cspsr_arch.benchmark.external import parse_external
     from cspsr_arch.helptext import split_doc
     argv = list(sys.argv[1:] if argv is None else argv)
     description, epilog = split_doc(__doc__)
@@ -70,6 +71,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    f'{" ".join(DEFAULT_DATASETS)}; country alone trains '
                    'on real NIR only; country_registered tests on the registered split of the country pairs, and '
                    'with country keeps both test splits out of training)')
+    p.add_argument('--external', nargs='+', default=[], metavar='NAME=PATH',
+                   help='also score single-image SR checkpoints of other projects (any architecture the spandrel '
+                   'package recognises: SwinIR, HAT, RCAN, ESRGAN, ...) on the same test splits and protocols, as '
+                   'rows named NAME, without training them; their scale must be the preset\'s')
     p.add_argument('--country-train', choices=TRAIN_POLICIES, default=None,
                    help="the country pairs' misregistered training pairs: keep them, skip them, or register them "
                    "(the NIR warped onto the VIS); their test photographs stay as taken (default: the preset's, keep)")
@@ -109,7 +114,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                train_only=args.train_only, country=Path(args.country) if args.country else None,
                                protocols=['bicubic', 'camera'] if args.protocol == 'both' else [args.protocol],
                                seeds=args.seeds, compiled=args.compile, model_seeds=model_seeds,
-                               datasets=args.datasets, country_train=args.country_train)
+                               datasets=args.datasets, country_train=args.country_train,
+                               external=parse_external(args.external))
     except CSPSRInputError as err:
         print(f'benchmark: error: {err}', file=sys.stderr)
         return 2

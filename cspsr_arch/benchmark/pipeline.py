@@ -168,7 +168,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
                   command: str, train_only: bool = False, country: Optional[Path] = None,
                   protocols: Sequence[str] = ('bicubic', ), seeds: int = 1, compiled: bool = False,
                   model_seeds: Optional[Dict[str, int]] = None, datasets: Sequence[str] = DEFAULT_DATASETS,
-                  country_train: Optional[str] = None) -> Optional[dict]:
+                  country_train: Optional[str] = None, external: Optional[Dict[str, Path]] = None) -> Optional[dict]:
     """Everything of the module docstring; returns the report dictionary (None with ``train_only``).
 
     Args:
@@ -187,6 +187,8 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
         model_seeds: Models trained another number of times than ``seeds``.
         datasets: The data sets to train and test on (:data:`DATASETS`).
         country_train: The country sets' training-pair policy (:data:`TRAIN_POLICIES`), or None (the preset's).
+        external: Rows of single-image SR checkpoints of other projects, scored without training (name -> path;
+            :mod:`cspsr_arch.benchmark.external`).
     """
     import torch
 
@@ -208,7 +210,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
     records = train_all(plan.runs, root, training_fingerprint(train_dir, val_dir, preset.scales))
     if train_only:
         return None
-    results, stereo, ablation = evaluate_all(plan, data, records, root, preset.camera, compiled)
+    results, stereo, ablation = evaluate_all(plan, data, records, root, preset.camera, compiled, external)
     first = next(iter(plan.table.values()))[min(preset.scales)]
     curves = learning_curves(plan, root)
     plot(curves, root / 'figures' / 'learning_curves.png')
@@ -229,6 +231,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
                          **({'registration': v['registration']} if 'registration' in v else {})}
                      for k, v in data.items()},
         'country_train': country_train or 'preset',
+        'external': {name: str(path) for name, path in (external or {}).items()},
         'models': {row: {'model_type': runs[0].opt['model_type'], 'network_g': plain(runs[0].opt['network_g']),
                          'description': DESCRIPTIONS.get(row, '') + ' Here: ' + ', '.join(
                              f'{k} {v}' for k, v in plain(runs[0].opt['network_g']).items() if k not in HIDDEN_KEYS)

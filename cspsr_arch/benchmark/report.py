@@ -147,7 +147,7 @@ def _results_tables(report: dict) -> List[str]:
                     once = ' (1 seed)' if fewer else ''
                     lines.append(f"| {label(row)}{once} | {_pm(r, 'psnr', 2)} | {_pm(r, 'ssim', 4)} | {_pm(r, 'psnr_y', 2)} | "
                                  f"{_vs(r, 'EDSR')} | {_vs(r, 'ConcatNIR')} | {_nir(r, 'zero')} | {_nir(r, 'swap')} | "
-                                 f"{_minutes(r.get('train_s'))} |")
+                                 f"{'not trained here' if r.get('external') else _minutes(r.get('train_s'))} |")
                 stereo = report['stereo'].get(f'{protocol}_{scale}')
                 if stereo:
                     lines.append(f"\nCSPSR's learned CVM was pre-trained first: {stereo['iters']} iterations, "
@@ -262,6 +262,9 @@ def markdown(report: dict) -> str:
     lines += ['', '## Networks', '']
     for row, d in report['models'].items():
         lines.append(f"* **{label(row)}** ({d['model_type']}): {d['description']}")
+    for row, path in report.get('external', {}).items():
+        lines.append(f'* **{row}**: `{path}`, a single-image SR checkpoint of another project (loaded by spandrel), '
+                     'scored as it is: VIS only, not trained here.')
     lines += ['', '## Table 1 analog: PSNR / SSIM', ''] + _results_tables(report)
     lines += ['## Cost', ''] + _profile_table(report)
     if report.get('ablation'):

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 from cspsr_arch.benchmark.aggregate import mean_curve, over_seeds, paired_rows
 from cspsr_arch.benchmark.curves import read_curve
 from cspsr_arch.benchmark.evaluation import METRICS, evaluate
+from cspsr_arch.benchmark.external import evaluate_external
 
 NIR_MODELS = ('ConcatNIR', 'CSPSR', 'CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given', 'PASSR', 'NAFSSR', 'MASASR',
               'CMSR', 'CMSR_HRNIR')
@@ -37,7 +38,8 @@ def _row_scores(runs, root: Path, dataset: str, split: Path, scale: int, image_d
     return scores
 
 
-def evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, camera: dict, compiled: bool = False) -> tuple:
+def evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, camera: dict, compiled: bool = False,
+                 external: Optional[Dict[str, Path]] = None) -> tuple:
     """Scores of bicubic and every row on every test set (Table 1, per protocol) and of the ablations (Table 4).
 
     Args:
@@ -47,6 +49,8 @@ def evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, camera:
         root: The benchmark folder.
         camera: The camera protocol's degradation block.
         compiled: Run the networks through ``torch.compile``.
+        external: Rows of checkpoints of other projects (name -> path; :mod:`cspsr_arch.benchmark.external`),
+            scored without training.
 
     Returns:
         (results[protocol][dataset]['x<s>'][row], stereo['<protocol>_x<s>'], ablation[dataset][stem]).
@@ -69,6 +73,9 @@ def evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, camera:
                     if runs[0].stereo:
                         stereo[f'{protocol}_x{scale}'] = {'iters': records[runs[0].stereo]['iters'],
                                                           'train_s': records[runs[0].stereo]['wall_s']}
+                for name, path in (external or {}).items():
+                    scores = evaluate_external(name, path, root, dataset, split, scale, image_dir, degradation)
+                    table[name] = {**over_seeds([scores]), 'external': str(path)}
                 paired_rows(table)
                 results.setdefault(protocol, {}).setdefault(dataset, {})[f'x{scale}'] = table
     first = next(iter(plan.table))

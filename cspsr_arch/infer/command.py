@@ -19,7 +19,9 @@ from cspsr_arch.errors import CSPSRInputError
 
 def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``basicsr infer``."""
-    parser.add_argument('-opt', required=True, help='options file that built the model (its network_g is used)')
+    parser.add_argument('-opt', default=None, help='options file that built the model (its network_g is used); '
+                        'leave it out for a single-image SR checkpoint of another project that the spandrel package '
+                        'recognises (SwinIR, HAT, RCAN, ESRGAN, SPAN, ...: --model alone)')
     parser.add_argument('--model', default=None,
                         help='checkpoint (.pth); default: path:pretrain_network_g of the options')
     parser.add_argument('--vis', required=True, help='LR VIS (left view) image, or folder of them')
@@ -110,13 +112,14 @@ def super_resolve_fitting(run, tile: int, name: str, size: str, log=print):
 def run_infer(args: argparse.Namespace) -> int:
     """Run ``basicsr infer`` with parsed arguments; returns the exit status (errors raise CSPSRInputError)."""
     from cspsr_arch.infer.model import load_inference_model, network_options
-    from cspsr_arch.infer.pairs import discover_pairs, load_pair, output_paths, write_png
-    from cspsr_arch.infer.tiling import super_resolve
+    from cspsr_arch.infer.pairs import discover_pairs
     from cspsr_arch.infer.vis_only import reads_nir
 
     if args.tile < 0 or args.tile_overlap < 0:
         raise CSPSRInputError('--tile and --tile-overlap must be >= 0.')
     device = _device(args.device)
+    if args.opt is None:
+        return _run_external(args, device)
     arch = network_options(args.opt)['type']
     if reads_nir(arch) and not args.nir:
         raise CSPSRInputError(f'{args.opt} builds a {arch}, which super-resolves the VIS image with the help of a NIR '
@@ -131,8 +134,33 @@ def run_infer(args: argparse.Namespace) -> int:
         print(f'basicsr infer: {arch} reads the VIS image only; the NIR images of --nir are not used.')
         pairs = [pair._replace(nir=None) for pair in pairs]
     net = load_inference_model(args.opt, args.model, args.param_key, args.scale, device)
+    return _super_resolve_all(args, net, pairs, device)
+
+
+def _run_external(args: argparse.Namespace, device: torch.device) -> int:
+    """``basicsr infer --model any.pth`` without ``-opt``: a checkpoint of another project, VIS only."""
+    from cspsr_arch.infer.external import load_external_model
+    from cspsr_arch.infer.pairs import discover_pairs
+    if not args.model:
+        raise CSPSRInputError('Pass -opt (the options file the model trained with) and --model, or --model alone for '
+                              'a single-image SR checkpoint of another project (SwinIR, HAT, RCAN, ESRGAN, ...).')
+    if args.disp:
+        raise CSPSRInputError('--disp is only read by CSPSR models with cvm: given (with -opt); remove --disp.')
+    pairs = discover_pairs(args.vis, args.nir, None)  # input errors before the model is loaded
+    net = load_external_model(args.model, device, args.scale)
+    if args.nir:
+        print(f'basicsr infer: {net.arch} reads the VIS image only; the NIR images of --nir are not used.')
+        pairs = [pair._replace(nir=None) for pair in pairs]
+    return _super_resolve_all(args, net, pairs, device)
+
+
+def _super_resolve_all(args: argparse.Namespace, net, pairs, device: torch.device) -> int:
+    """Super-resolve every pair with a loaded network and write the PNGs (the options are checked first)."""
+    from cspsr_arch.infer.pairs import load_pair, output_paths, write_png
+    from cspsr_arch.infer.tiling import super_resolve
+    opt = args.opt or args.model
     if net.cvm == 'given' and not args.disp:
-        raise CSPSRInputError(f"{args.opt} builds a CSPSR with cvm: given, which warps the NIR image by a disparity "
+        raise CSPSRInputError(f"{opt} builds a CSPSR with cvm: given, which warps the NIR image by a disparity "
                               "map it does not compute: pass --disp (the left disparity, 16-bit PNG round(d*256) in LR "
                               "pixels), or use a model trained with cvm: learned.")
     if args.disp and net.cvm != 'given':

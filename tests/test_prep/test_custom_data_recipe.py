@@ -1,5 +1,6 @@
 """docs/custom_data.md end to end on a few tiny generated pairs: prepare_data pairs -> create_lmdb -> basicsr train
-with options/train_CSPSR_custom_x4.yml (its data root one option) -> basicsr infer."""
+with options/train_CSPSR_custom_cpu_x4.yml (over train_CSPSR_custom_x4.yml: its data root one option) -> basicsr
+infer with the options training wrote beside the model, as the page says."""
 import os
 import subprocess
 import sys
@@ -43,13 +44,16 @@ def test_own_pairs_to_trained_model_and_infer(tmp_path, monkeypatch):
                                       split, '--scales', '4', '--n-proc', '1']) == 0
     assert commands.create_lmdb(['--input', 'datasets/Custom/train']) == 0
     options = tmp_path / 'tiny.yml'  # the shipped recipe file with a tiny network (infer reads the same file)
-    options.write_text(f"base: {REPO / 'options' / 'train_CSPSR_custom_x4.yml'}\n{TINY_NET}")
+    options.write_text(f"base: {REPO / 'options' / 'train_CSPSR_custom_cpu_x4.yml'}\n{TINY_NET}")
     train = subprocess.run([BASICSR, 'train', '-opt', str(options),
                             '--force_yml', *TINY, 'datasets:train:dataroot=datasets/Custom/train_lmdb'],
                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert train.returncode == 0, train.stderr[-3000:]
-    model = tmp_path / 'experiments' / 'CSPSR_x4_Custom' / 'models' / 'net_g_latest.pth'
+    log = next((tmp_path / 'experiments' / 'CSPSR_x4_Custom_cpu').glob('train_*.log')).read_text()
+    assert 'iter:       2/2, lr:' in log and ' it/s, ' in log and '[eta: 0:00:00' in log
+    model = tmp_path / 'experiments' / 'CSPSR_x4_Custom_cpu' / 'models' / 'net_g_latest.pth'
     assert model.is_file()
+    options = tmp_path / 'experiments' / 'CSPSR_x4_Custom_cpu' / 'tiny.yml'  # what trained: bases merged
     lr = tmp_path / 'datasets' / 'Custom' / 'test' / 'LR_bicubic' / 'X4'
     infer = subprocess.run([BASICSR, 'infer', '-opt', str(options), '--model', str(model), '--vis',
                             str(lr / 'VIS' / 'd.png'), '--nir', str(lr / 'NIR' / 'd.png'), '--out', 'results/infer'],
