@@ -188,6 +188,15 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
             for name, buf in net_g.named_buffers():
                 ema_buffers[name].copy_(buf)
 
+    def validation(self, dataloader, current_iter: int, tb_logger, save_img: bool = False) -> None:
+        """BasicSR's validation, with the iteration of the last one capped at ``train:total_iter``: BasicSR's
+        training loop validates once more after it ends, with the iteration counter one past the total (a
+        200-iteration run logged ``Best: ... @ 201 iter``)."""
+        total = (self.opt.get('train') or {}).get('total_iter')
+        if self.is_train and total is not None and current_iter > total:
+            current_iter = int(total)
+        super().validation(dataloader, current_iter, tb_logger, save_img)
+
     def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         net.eval()

@@ -155,3 +155,15 @@ def test_the_benchmark_plans_the_peers_near_the_cpu_networks_size(tmp_path):
         assert 0.19e6 < sum(p.numel() for p in net.parameters()) < 0.22e6, row
         assert opt['datasets']['train'].get('nir_scale', 1) == (4 if row == 'CMSR_HRNIR' else 1)
     assert not any(r.model == 'stereo' for r in runs.runs)  # no cross-view matching to pre-train
+
+
+def test_the_validation_after_training_is_labelled_with_the_last_iteration(split, monkeypatch):
+    from basicsr.models.sr_model import SRModel
+    seen = []
+    monkeypatch.setattr(SRModel, 'validation', lambda self, loader, it, tb, save=False: seen.append(it))
+    opt = _opt('CMSR', split)
+    opt['train']['total_iter'] = 200
+    model = build_model(opt)
+    for it in (100, 200, 201):  # BasicSR validates once more after the loop, one past the total
+        model.validation(None, it, None)
+    assert seen == [100, 200, 200]
