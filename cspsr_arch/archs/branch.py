@@ -5,6 +5,7 @@ from basicsr.archs.arch_util import ResidualBlockNoBN
 from torch import Tensor, nn
 
 from cspsr_arch.archs.bicubic import bicubic_phases
+from cspsr_arch.archs.precision import full_precision
 
 
 class ShallowBranch(nn.Sequential):
@@ -39,6 +40,7 @@ class ShuffleHead(nn.Sequential):
     def __init__(self, num_feat: int, out_ch: int, scale: int) -> None:
         super().__init__(nn.Conv2d(num_feat, out_ch * scale * scale, 3, 1, 1), nn.PixelShuffle(scale))
 
+    @full_precision  # fp32 under autocast: the output's precision (cspsr_arch/archs/precision.py)
     def forward(self, x: Tensor, base: Optional[Tensor] = None) -> Tensor:
         """``shuffle(conv(x))``, plus ``bicubic(base)`` when ``base`` (n, out_ch, h, w) is given."""
         out = self[0](x)
@@ -46,6 +48,7 @@ class ShuffleHead(nn.Sequential):
             out = out.add_(bicubic_phases(base, self[1].upscale_factor))  # in place: conv's backward needs no output
         return self[1](out)
 
+    @full_precision
     def forward_phases(self, x: Tensor, phases: Optional[Tensor] = None) -> Tensor:
         """``shuffle(conv(x) + phases)``: a global skip already in the pre-shuffle layout, (n, out_ch*scale**2, h, w).
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
+from cspsr_arch.archs.precision import full_precision
 from cspsr_arch.archs.spectral_translation import SpectralTranslation
 
 
@@ -169,6 +170,7 @@ class CrossSpectralStereoNet(nn.Module):
         prob = torch.softmax(self.aggregation(cost, feat_l), dim=1)
         return (prob * self.candidates).sum(dim=1, keepdim=True)
 
+    @full_precision  # fp32 under autocast: a bf16 cost volume picks other disparities (archs/precision.py)
     def forward(self, vis: Tensor, nir: Tensor) -> StereoOutput:
         """Disparities of a stereo pair.
 

@@ -129,7 +129,7 @@ def forward_pair(net: InferenceNet, vis: Tensor, nir: Optional[Tensor], disp: Op
 def to_image(img: Tensor, bits: int) -> np.ndarray:
     """(c, h, w) float in [0, 1] (RGB when c = 3) to an (h, w, c) uint8/uint16 array (BGR when c = 3)."""
     peak = 255.0 if bits == 8 else 65535.0
-    arr = (img.clamp(0, 1) * peak).round().permute(1, 2, 0).cpu().numpy()
+    arr = (img.float().clamp(0, 1) * peak).round().permute(1, 2, 0).cpu().numpy()  # float: a half-precision output
     if arr.shape[2] == 3:
         arr = arr[:, :, ::-1]
     return arr.astype(np.uint8 if bits == 8 else np.uint16)
