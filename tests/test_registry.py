@@ -27,7 +27,7 @@ def test_registered_names():
     # caps the label of the run's last validation at total_iter before calling BasicSR's)
     own = {name for name in vars(CSPSRModel) if not name.startswith('__')}
     assert own == {'init_training_settings', '_load_disp_network', 'feed_data', '_run',
-                   'optimize_parameters', 'test', 'model_ema', 'validation'}
+                   'optimize_parameters', '_losses', 'test', 'model_ema', 'validation'}
     assert CSPSRModel.nondist_validation is SRModel.nondist_validation
 
 

@@ -5,13 +5,14 @@ Default: the paper's CSPSR beside BasicSR's EDSR baseline (x4) on a 582x429 HR f
 What each figure means: :mod:`cspsr_arch.benchmark.profile`.
 
 Usage: ``python tools/profile_model.py [--models CSPSR EDSR RCAN HAT ConcatNIR] [--hr 582x429] [--scale 4]
-[--runs 5] [--device cpu] [--compile] [--json results/profile.json]``.
+[--runs 5] [--device cpu] [--compile] [--half] [--json results/profile.json]``.
 """
 import argparse
 import sys
 from typing import List, Optional
 
 from cspsr_arch.benchmark.profile import MODELS, run_profile
+from cspsr_arch.errors import CSPSRInputError
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -24,9 +25,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
     parser.add_argument('--compile', action='store_true',
                         help='also time the torch.compile (inductor) networks: one more row per model')
+    parser.add_argument('--half', action='store_true',
+                        help='also time each network in half precision, as basicsr infer --half runs it (bf16 on '
+                             'a CPU with bf16 instructions, bf16 or fp16 on a GPU): one more row per model')
     parser.add_argument('--json', default=None, help='also write the figures to this JSON file')
     args = parser.parse_args(argv)
-    run_profile(args.models, args.hr, args.scale, args.runs, args.device, args.compile, args.json)
+    try:
+        run_profile(args.models, args.hr, args.scale, args.runs, args.device, args.compile, args.json, args.half)
+    except CSPSRInputError as err:
+        print(f'profile_model.py: {err}', file=sys.stderr)
+        return 2
     return 0
 
 

@@ -98,7 +98,9 @@ def single_output_conv(parts: Sequence[Tuple[Tensor, Tensor]], bias: Optional[Te
         if proj is None:
             proj = torch.addmm(tap_bias, rows, cols) if tap_bias is not None else rows @ cols
         else:
-            proj = proj.addmm_(rows, cols)  # in place: the products' backward passes need neither sum
+            # in place: the products' backward passes need neither sum; in proj's type, as autocast does not cast
+            # in-place products (a normalised, fp32 part after a half-precision one)
+            proj = proj.addmm_(rows.to(proj.dtype), cols.to(proj.dtype))
     shifts = torch.eye(taps, dtype=first.dtype, device=first.device).view(1, taps, *weight.shape[-2:])
     tap_maps = proj.view(n, height, width, taps).permute(0, 3, 1, 2)  # channels-last (n, k*k, h, w)
     return F.conv2d(tap_maps, shifts.contiguous(memory_format=torch.channels_last), bias, 1, weight.size(-1) // 2)

@@ -9,9 +9,11 @@
   arithmetic) stays in half precision.
 """
 import functools
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
+
+from cspsr_arch.errors import CSPSRInputError
 
 
 def full_precision(method: Callable) -> Callable:
@@ -32,3 +34,49 @@ def full_precision(method: Callable) -> Callable:
             return method(self, *args, **kwargs)
 
     return wrapper
+
+
+def half_dtype(device: torch.device) -> torch.dtype:
+    """The half-precision type of ``--half`` on ``device``: bf16 where the hardware has it (its range is fp32's, so
+    nothing overflows), else fp16 on a GPU; on a CPU without bf16 instructions an error (bf16 is emulated there:
+    the released CSPSR ran 8x slower than in fp32 on an AVX2 CPU).
+
+    Args:
+        device: Where the network runs.
+    """
+    if device.type == 'cuda':
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == 'cpu' and _cpu_has_bf16():
+        return torch.bfloat16
+    raise CSPSRInputError(f'--half: this {device.type.upper()} has no bf16 instructions (avx512_bf16 or AMX), where '
+                          'half precision is emulated and runs several times slower than fp32; leave --half out.')
+
+
+AMP_TYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def amp_dtype(value: object, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast type of ``train: amp`` (None: off, the default) on ``device``.
+
+    bf16 keeps fp32's range (no loss scaling) and needs bf16 instructions on a CPU (emulated, it trains slower
+    than fp32); fp16 needs a GPU and a gradient scaler (``CSPSRModel`` uses ``torch.amp.GradScaler``).
+
+    Args:
+        value: The option: None, ``'bf16'`` or ``'fp16'``.
+        device: Where the model trains.
+    """
+    if value is None:
+        return None
+    if value not in AMP_TYPES:
+        raise CSPSRInputError(f'train:amp is {value!r}: use bf16 or fp16, or leave it out for fp32 training.')
+    if device.type == 'cpu' and value == 'fp16':
+        raise CSPSRInputError('train:amp: fp16 trains on a GPU; on a CPU use bf16 (where the CPU has bf16 '
+                              'instructions) or leave train:amp out.')
+    if device.type == 'cpu' and not _cpu_has_bf16():
+        raise CSPSRInputError('train:amp: bf16: this CPU has no bf16 instructions (avx512_bf16 or AMX), where half '
+                              'precision is emulated and trains slower than fp32; leave train:amp out.')
+    return AMP_TYPES[value]
+
+
+def _cpu_has_bf16() -> bool:
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()

@@ -19,8 +19,8 @@ benchmark resumes where it stopped):
 3. **Evaluation** of each model and of bicubic interpolation on each data set's test split under each protocol
    (PSNR/SSIM, RGB and Y, border = scale; ``cspsr_arch.benchmark.results``): means over seeds, paired per-image
    differences, NIR-zeroed and NIR-swapped rows; outputs in ``<out>/<name>/images``.
-4. **Cost** of each network as trained: parameters, GFLOPs on a 582x429 HR frame, CPU (and GPU) latency,
-   peak memory (:mod:`cspsr_arch.benchmark.profile`); training iterations per second of CSPSR and EDSR at the preset's
+4. **Cost** of each network as trained: parameters, GFLOPs on a 582x429 HR frame, CPU (and GPU) latency in
+   fp32 and in half precision where the hardware has it (as ``basicsr infer --half`` runs), peak memory (:mod:`cspsr_arch.benchmark.profile`); training iterations per second of CSPSR and EDSR at the preset's
    batch and patch size (``cspsr_arch.benchmark.throughput``), eager, and compiled with ``--compile``
    (which also evaluates through ``torch.compile``).
 5. **Report**: ``<out>/<name>/report.md`` and ``report.json`` (Table 1 per protocol, Table 4 analogs, cost,
@@ -38,6 +38,7 @@ from typing import Dict, Optional, Sequence
 from cspsr_arch.benchmark.data import DEFAULT_DATASETS, combine_train_splits, prepare_data
 from cspsr_arch.benchmark.paths import ROOT
 from cspsr_arch.engine.options import plain
+from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.prep.split import META_INFO
 
 FRAME = (429, 582)  # HR height, width of the cost figures (an RGB-NIR stereo frame)
@@ -92,6 +93,7 @@ def _cost(net: dict, scale: int, runs: int, cache: Path, what: str) -> dict:
     """Cost figures of one network on the benchmark frame (cached in ``cache`` for these options)."""
     import torch
 
+    from cspsr_arch.archs.precision import half_dtype
     from cspsr_arch.benchmark.profile import cpu_peak_memory, profile
     if cache.is_file() and json.loads(cache.read_text())['network_g'] == net:
         return json.loads(cache.read_text())['figures']
@@ -100,9 +102,17 @@ def _cost(net: dict, scale: int, runs: int, cache: Path, what: str) -> dict:
     cpu = profile(net, lr_hw, runs, torch.device('cpu'))
     figures = {'params_M': cpu['params_M'], 'gflops': cpu['gflops'], 'latency_cpu_s': cpu['latency_s'],
                'peak_mem_MB': cpu_peak_memory(net, lr_hw)}
+    try:
+        dtype = half_dtype(torch.device('cpu'))
+    except CSPSRInputError:
+        figures['latency_cpu_half_s'] = None  # no bf16 instructions: emulated half precision is not measured
+    else:
+        figures['latency_cpu_half_s'] = profile(net, lr_hw, runs, torch.device('cpu'), half=dtype)['latency_s']
     if torch.cuda.is_available():
         gpu = profile(net, lr_hw, runs, torch.device('cuda'))
-        figures.update(latency_gpu_s=gpu['latency_s'], peak_mem_gpu_MB=gpu['peak_mem_MB'])
+        dtype = half_dtype(torch.device('cuda'))
+        figures.update(latency_gpu_s=gpu['latency_s'], peak_mem_gpu_MB=gpu['peak_mem_MB'],
+                       latency_gpu_half_s=profile(net, lr_hw, runs, torch.device('cuda'), half=dtype)['latency_s'])
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({'network_g': net, 'figures': figures}))
     return figures

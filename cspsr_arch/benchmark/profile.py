@@ -14,13 +14,17 @@ RCAN, HAT and ConcatNIR; every network is the ``network_g`` of ``options/train_<
 * **Compiled** (``--compile``): a second row per model with the latency of ``torch.compile`` (inductor,
   height and width dynamic, as ``basicsr infer --compile`` runs it) and the one-off compilation time
   (its first call); GFLOPs and parameters are those of the eager row.
+* **Half precision** (``--half``): a third row per model timed under ``torch.autocast`` in the type of
+  ``basicsr infer --half`` (:func:`cspsr_arch.infer.command.half_dtype`: bf16 on a CPU with bf16 instructions,
+  bf16 or fp16 on a GPU; refused on a CPU that would emulate it), with the mean absolute difference of its
+  output from the fp32 output (images in [0, 1]).
 * **Peak memory**: on CUDA, ``torch.cuda.max_memory_allocated``; on the CPU (Linux), the growth of the
   peak resident set size during one forward pass in a fresh process that built the model (the peak is
   reset through ``/proc/self/clear_refs`` just before it; the process runs this module:
   ``python -m cspsr_arch.benchmark.profile <network_g JSON> <LR WxH>``).
 
 Usage: ``python tools/profile_model.py [--models CSPSR EDSR RCAN HAT ConcatNIR] [--hr 582x429] [--scale 4]
-[--runs 5] [--device cpu] [--compile] [--json results/profile.json]``.
+[--runs 5] [--device cpu] [--compile] [--half] [--json results/profile.json]``.
 """
 import json
 import statistics
@@ -114,7 +118,7 @@ def _flops_and_params(model: torch.nn.Module, args: tuple) -> Dict[str, float]:
 
 
 def profile(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
-            device: torch.device) -> Dict[str, float]:
+            device: torch.device, half: Optional[torch.dtype] = None) -> Dict[str, float]:
     """Params, GFLOPs and latency of one network in this process (and peak memory on CUDA).
 
     Args:
@@ -122,15 +126,20 @@ def profile(network_opt: Dict[str, object], lr_hw: Tuple[int, int], runs: int,
         lr_hw: LR input (height, width).
         runs: Timed forward passes (the median is reported) after one warm-up.
         device: Where to run.
+        half: Time it under autocast in this type (``mean_abs_diff``: its output's difference from fp32).
     """
     model, cross_spectral = build(network_opt)
     model = model.to(device).eval()
     args = _inputs_of(model, cross_spectral, lr_hw, device)
     result = _flops_and_params(model, args)
+    call = model
+    if half is not None:
+        call = HalfPrecision(model, half, device)
+        result['mean_abs_diff'] = half_difference(model, args, half, device)
     with torch.no_grad():
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
-        times = _timed(model, args, runs, device)
+        times = _timed(call, args, runs, device)
     result['latency_s'] = statistics.median(times)
     if device.type == 'cuda':
         result['peak_mem_MB'] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -157,6 +166,43 @@ def compiled_network(network_opt: Dict[str, object], lr_hw: Tuple[int, int],
     with torch.no_grad():
         compile_s = _timed(compiled, args, 1, device)[0]
     return compiled, args, compile_s
+
+
+class HalfPrecision:
+    """A network called under half-precision autocast (as ``basicsr infer --half`` runs it), its output in fp32.
+
+    Args:
+        model: The network.
+        dtype: ``torch.bfloat16`` or ``torch.float16``.
+        device: Where it runs (the autocast device type).
+    """
+
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype, device: torch.device) -> None:
+        self.model, self.dtype, self.device = model, dtype, device
+
+    def __call__(self, *args):
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            return self.model(*args)
+
+
+def _first_tensor(out) -> torch.Tensor:
+    """The SR image of a network's output (a tensor, or CSPSR's output tuple)."""
+    return out if torch.is_tensor(out) else out[0]
+
+
+def half_difference(model: torch.nn.Module, args: tuple, dtype: torch.dtype, device: torch.device) -> float:
+    """Mean absolute difference of the output under half-precision autocast from the fp32 output.
+
+    Args:
+        model: The network (eval mode).
+        args: Its inputs.
+        dtype: The half type.
+        device: Where it runs.
+    """
+    with torch.no_grad():
+        full = _first_tensor(model(*args)).float()
+        half = _first_tensor(HalfPrecision(model, dtype, device)(*args)).float()
+    return float((half - full).abs().mean())
 
 
 def _cuda_peak_mb(model: torch.nn.Module, args: tuple, device: torch.device) -> float:
@@ -234,7 +280,7 @@ def _size(text: str) -> Tuple[int, int]:
 
 
 def run_profile(models: List[str], hr: str = '582x429', scale: int = 4, runs: int = 5, device: str = 'cpu',
-                also_compiled: bool = False, json_path: Optional[str] = None) -> dict:
+                also_compiled: bool = False, json_path: Optional[str] = None, half: bool = False) -> dict:
     """Profile the models, print a table (and write JSON with ``json_path``); return the report.
 
     Args:
@@ -245,10 +291,14 @@ def run_profile(models: List[str], hr: str = '582x429', scale: int = 4, runs: in
         device: ``'cpu'`` or ``'cuda'``.
         also_compiled: Also time the ``torch.compile`` (inductor) networks: one more row per model.
         json_path: Also write the figures to this JSON file.
+        half: Also time each network under half-precision autocast (the type of ``basicsr infer --half``;
+            :class:`~cspsr_arch.errors.CSPSRInputError` where the device has none): one more row per model.
     """
+    from cspsr_arch.archs.precision import half_dtype
     hr_h, hr_w = _size(hr)
     lr_hw = (hr_h // scale, hr_w // scale)
     device = torch.device(device)
+    dtype = half_dtype(device) if half else None
     report = {'hr': f'{lr_hw[1] * scale}x{lr_hw[0] * scale}', 'lr': f'{lr_hw[1]}x{lr_hw[0]}',
               'scale': scale, 'device': str(device), 'threads': torch.get_num_threads(), 'models': {}}
     entries: Dict[str, Tuple[Callable, tuple]] = {}
@@ -266,11 +316,17 @@ def run_profile(models: List[str], hr: str = '582x429', scale: int = 4, runs: in
             if compiled is not None:
                 entries[name + ' (compiled)'] = compiled[:2]
                 report.setdefault('compiled', {})[name] = {'compile_s': compiled[2]}
+        if dtype is not None:
+            entries[name + ' (half)'] = (HalfPrecision(model, dtype, device), args)
+            report.setdefault('half', {})[name] = {'dtype': str(dtype).replace('torch.', ''),
+                                                   'mean_abs_diff': half_difference(model, args, dtype, device)}
     latency = interleaved_latency(entries, runs, device)
     for name in models:
         report['models'][name]['latency_s'] = latency[name]
         if name in report.get('compiled', {}):
             report['compiled'][name]['latency_s'] = latency[name + ' (compiled)']
+        if name in report.get('half', {}):
+            report['half'][name]['latency_s'] = latency[name + ' (half)']
     print(f"HR {report['hr']} (LR {report['lr']}, x{scale}) on {device}, {report['threads']} threads, "
           f'median of {runs} runs')
     print(f"{'model':<18} {'params (M)':>10} {'GFLOPs':>8} {'latency (s)':>12} {'peak mem (MB)':>14}")
@@ -280,6 +336,14 @@ def run_profile(models: List[str], hr: str = '582x429', scale: int = 4, runs: in
         eager = report['models'][name]
         print(f"{name + ' (compiled)':<18} {eager['params_M']:>10.3f} {eager['gflops']:>8.1f} {f['latency_s']:>12.3f} "
               f"{'-':>14}  (compiling: {f['compile_s']:.0f} s)")
+    for name, f in report.get('half', {}).items():
+        eager = report['models'][name]
+        print(f"{name + ' (' + f['dtype'] + ')':<18} {eager['params_M']:>10.3f} {eager['gflops']:>8.1f} "
+              f"{f['latency_s']:>12.3f} {'-':>14}  (x{f['latency_s'] / eager['latency_s']:.2f} of fp32; output "
+              f"off by {f['mean_abs_diff']:.4f} on average)")
+    if 'CSPSR' in report.get('half', {}) and 'EDSR' in report.get('half', {}):
+        print(f"CSPSR / EDSR latency in {report['half']['CSPSR']['dtype']}: "
+              f"{report['half']['CSPSR']['latency_s'] / report['half']['EDSR']['latency_s']:.2f}")
     if 'CSPSR' in report['models'] and 'EDSR' in report['models']:
         edsr = report['models']['EDSR']['latency_s']
         ratios = [f"eager {report['models']['CSPSR']['latency_s'] / edsr:.2f}"]

@@ -30,6 +30,10 @@ def _fmt(value: Optional[float], digits: int) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
 
 
+def _ms(seconds: Optional[float]) -> Optional[float]:
+    return None if seconds is None else seconds * 1e3
+
+
 def _minutes(seconds: Optional[float]) -> str:
     if seconds is None:
         return '-'
@@ -166,14 +170,21 @@ def _profile_table(report: dict) -> List[str]:
     threads = f"{prof['cpu_threads']} thread" + ('s' if prof['cpu_threads'] != 1 else '')
     lines = [f"Networks as trained here, on one {prof['frame']} HR frame; CPU latency with {threads}, median of "
              f"{prof['runs']} runs; peak memory: {prof['memory']}.", '']
+    figures = [f for by_row in prof['scales'].values() for f in by_row.values()]
+    cpu_half = any(f.get('latency_cpu_half_s') for f in figures)
+    if not cpu_half and any('latency_cpu_half_s' in f for f in figures):
+        lines += ['CPU latency in half precision: not measured, this CPU has no bf16 instructions (emulated bf16 '
+                  'runs slower than fp32).', '']
     for scale, rows in prof['scales'].items():
-        head = '| model | params (M) | GFLOPs | CPU latency (s) |' + (' GPU latency (ms) |' if gpu else '') + \
-            ' peak memory (MB) |'
+        head = ('| model | params (M) | GFLOPs | CPU latency (s) |' + (' CPU bf16 (s) |' if cpu_half else '')
+                + (' GPU latency (ms) | GPU half (ms) |' if gpu else '') + ' peak memory (MB) |')
         lines += [f'**{scale}**', '', head, '|' + ' --- |' * (head.count('|') - 1)]
         for row, f in rows.items():
-            gpu_col = f" {_fmt(f.get('latency_gpu_s', 0) * 1e3, 1)} |" if gpu else ''
-            lines.append(f"| {label(row)} | {f['params_M']:.3f} | {f['gflops']:.1f} | {f['latency_cpu_s']:.3f} |{gpu_col}"
-                         f" {f['peak_mem_MB']:.0f} |")
+            half_col = f" {_fmt(f.get('latency_cpu_half_s'), 3)} |" if cpu_half else ''
+            gpu_col = (f" {_fmt(_ms(f.get('latency_gpu_s')), 1)} | {_fmt(_ms(f.get('latency_gpu_half_s')), 1)} |"
+                       if gpu else '')
+            lines.append(f"| {label(row)} | {f['params_M']:.3f} | {f['gflops']:.1f} | {f['latency_cpu_s']:.3f} |"
+                         f"{half_col}{gpu_col} {f['peak_mem_MB']:.0f} |")
         lines.append('')
     through = report.get('throughput', {}).get('rows')
     if through:

@@ -38,7 +38,7 @@ PATH_KEYS = {
 }
 TRAIN_KEYS = {
     'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt', 'cssc_opt',
-    'stereo_opt', 'attention_opt', 'freeze_disp', 'shift_augment', 'compile'
+    'stereo_opt', 'attention_opt', 'freeze_disp', 'shift_augment', 'compile', 'amp'
 }
 LOSS_OPTS = ('pixel_opt', 'perceptual_opt', 'cssc_opt', 'stereo_opt', 'attention_opt')
 VAL_KEYS = {'val_freq', 'save_img', 'suffix', 'pbar', 'metrics'}

@@ -14,6 +14,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from cspsr_arch.archs.precision import half_dtype
 from cspsr_arch.errors import CSPSRInputError
 
 
@@ -51,22 +52,6 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
                         'bf16 or fp16 on a GPU; the cross-view matching and the output stay in fp32. Refused on CPUs '
                         'without bf16 instructions, where it runs slower than fp32')
     parser.add_argument('--quiet', action='store_true', help='no progress bars (they show on a terminal only)')
-
-
-def half_dtype(device: torch.device) -> torch.dtype:
-    """The half-precision type of ``--half`` on ``device``: bf16 where the hardware has it (its range is fp32's, so
-    nothing overflows), else fp16 on a GPU; on a CPU without bf16 instructions an error (bf16 is emulated there:
-    the released CSPSR ran 8x slower than in fp32 on an AVX2 CPU).
-
-    Args:
-        device: Where the network runs.
-    """
-    if device.type == 'cuda':
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == 'cpu' and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    raise CSPSRInputError(f'--half: this {device.type.upper()} has no bf16 instructions (avx512_bf16 or AMX), where '
-                          'half precision is emulated and runs several times slower than fp32; leave --half out.')
 
 
 def _device(name: str) -> torch.device:

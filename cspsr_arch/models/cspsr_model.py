@@ -9,6 +9,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 
 from cspsr_arch.archs.cspsr_arch import CSPSROutput
+from cspsr_arch.archs.precision import amp_dtype
 from cspsr_arch.engine.checkpoint import AtomicCheckpointMixin, check_finite_loss
 from cspsr_arch.errors import CSPSRInputError
 from cspsr_arch.models.stereo_utils import check_flip_geometry, freeze, load_stereo_weights
@@ -60,6 +61,10 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
       stereo part of ``pretrain_network_g``;
     * ``train.freeze_disp``: keep the learned CVM fixed (default: fine-tune it through L_CSSC and the
       SR loss);
+    * ``train.amp``: ``bf16`` or ``fp16``: the training steps' forward pass and losses under
+      ``torch.autocast`` in that type (:func:`cspsr_arch.archs.precision.amp_dtype`; the heads and the learned CVM
+      keep fp32, see :mod:`cspsr_arch.archs.precision`); fp16 with a ``torch.amp.GradScaler`` (its scale starts
+      afresh when training resumes). Off by default. Validation runs in fp32.
     * ``train.compile``: run the training steps through ``torch.compile`` (:mod:`cspsr_arch.engine.compile`;
       static shapes, the fixed patch size). Validation and checkpoints use ``net_g`` itself, so the
       saved weights have the usual names. Eager mode, with a warning, where no compiler is installed.
@@ -116,6 +121,8 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
                                   f"network_g:type is {type(net).__name__}: remove attention_opt.")
         self.cri_attention = build_loss(attention_opt).to(self.device) if attention_opt else None
         super().init_training_settings()
+        self.amp = amp_dtype(train_opt.get('amp'), self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
         self.train_net = self.net_g
         if train_opt.get('compile'):
             from basicsr.utils import get_root_logger
@@ -141,6 +148,22 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
+        with torch.autocast(self.device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None):
+            l_total, loss_dict = self._losses()
+        check_finite_loss(l_total, loss_dict, current_iter, self.opt)
+        if self.scaler is None:
+            l_total.backward()
+            self.optimizer_g.step()
+        else:
+            self.scaler.scale(l_total).backward()
+            self.scaler.step(self.optimizer_g)
+            self.scaler.update()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _losses(self) -> tuple:
+        """One forward pass of the training network and its losses: (total, OrderedDict of the terms)."""
         out = self._run(self.train_net)
         self.output, self.output_nir = out.sr, out.nir_sr
 
@@ -167,13 +190,7 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
             l_att = self.cri_attention(self.get_bare_model(self.net_g).last_attention, self.lq, self.lq_nir)
             l_total += l_att
             loss_dict['l_attention'] = l_att
-
-        check_finite_loss(l_total, loss_dict, current_iter, self.opt)
-        l_total.backward()
-        self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        return l_total, loss_dict
 
     def model_ema(self, decay: float = 0.999) -> None:
         """BasicSR's parameter EMA, plus a copy of the buffers (BatchNorm running statistics in CSFT).

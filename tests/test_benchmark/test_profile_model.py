@@ -56,3 +56,48 @@ def test_interleaved_latency_times_the_networks_in_rounds(monkeypatch):
     latency = profile.interleaved_latency(entries, runs=3, device=torch.device('cpu'))
     assert latency == {'a': 2.0, 'b': 5.0}
     assert calls == ['a', 'b'] * 4  # warm-up round, then a, b alternate: both see the same minutes
+
+
+def test_half_rows_time_the_autocast_network_and_measure_its_difference(tmp_path, monkeypatch, capsys):
+    """bf16 is emulated on a CPU without bf16 instructions (slow, but it runs): the rows are made all the same."""
+    import torch
+
+    from cspsr_arch.benchmark.profile import build, half_difference, inputs, network_options, run_profile
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', lambda: True)
+    report = run_profile(['CSPSR', 'EDSR'], '34x26', runs=1, json_path=str(tmp_path / 'p.json'), half=True)
+    out = capsys.readouterr().out
+    assert 'CSPSR (bfloat16)' in out and 'CSPSR / EDSR latency in bfloat16' in out
+    assert set(report['half']) == {'CSPSR', 'EDSR'} and report['half']['EDSR']['dtype'] == 'bfloat16'
+    # the difference recorded is the one of the EDSR under autocast, computed here by hand
+    torch.manual_seed(0)
+    net, _ = build(network_options('EDSR', 4))
+    args = inputs(False, (6, 8), torch.device('cpu'))
+    with torch.no_grad():
+        full = net.eval()(*args)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            half = net(*args).float()
+    expected = float((half - full).abs().mean())
+    assert expected > 0 and half_difference(net, args, torch.bfloat16, torch.device('cpu')) == expected
+
+
+def test_half_is_refused_where_the_cpu_would_emulate_it(tmp_path):
+    import torch
+    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        import pytest
+        pytest.skip('this CPU has bf16 instructions')
+    out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'profile_model.py'), '--hr', '34x26', '--runs', '1',
+                          '--half'], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and out.stderr.startswith('profile_model.py: --half: this CPU has no bf16'), out.stderr
+    assert 'Traceback' not in out.stderr
+
+
+def test_the_cost_table_shows_half_precision_or_says_why_not():
+    from cspsr_arch.benchmark.report import _profile_table
+    figures = {'params_M': 0.2, 'gflops': 1.0, 'latency_cpu_s': 0.1, 'peak_mem_MB': 50.0}
+    base = {'frame': '580x428', 'cpu_threads': 1, 'runs': 2, 'memory': 'RSS'}
+    none = _profile_table({'profile': {**base, 'scales': {'x4': {'EDSR': {**figures, 'latency_cpu_half_s': None}}}}})
+    assert any(line.startswith('CPU latency in half precision: not measured') for line in none)
+    assert not any('bf16 (s)' in line for line in none)
+    some = _profile_table({'profile': {**base, 'scales': {'x4': {'EDSR': {**figures, 'latency_cpu_half_s': 0.04}}}}})
+    assert '| model | params (M) | GFLOPs | CPU latency (s) | CPU bf16 (s) | peak memory (MB) |' in some
+    assert '| EDSR | 0.200 | 1.0 | 0.100 | 0.040 | 50 |' in some
