@@ -62,6 +62,11 @@ DESCRIPTIONS = {
     'CMSR': 'multi-modal SR (Shacht et al., CVPR 2021): guided by the bicubic-upscaled right-view NIR, aligned by '
             'its own learned deformation.',
     'CMSR_HRNIR': 'CMSR guided by the HR NIR (the CSPSR paper\'s upper bound row).',
+    'SMSR': 'VIS only (Wang et al., CVPR 2021): sparse spatial and channel masks, hard at test time.',
+    'NLSN': 'VIS only (Mei et al., CVPR 2021): EDSR with non-local sparse attention (LSH buckets).',
+    'ENLCN': 'VIS only (Xia et al., AAAI 2022): EDSR with efficient non-local contrastive attention.',
+    'ENLCN_NIR': 'ENLCN with the unaligned LR right-view NIR as a fourth input channel (the CSPSR paper\'s Table 3 '
+                 'row "ENLCN w/ NIR").',
     'CSPSR_HRNIR_given': 'CSPSR given the right-view NIR at the HR size and warping it by the data set\'s ground-truth '
                          'disparity: what an HR NIR can give when the two views are matched exactly (an oracle).',
     'CSPSR_given': 'CSPSR warping the NIR by the data set\'s ground-truth disparity: an oracle reference row, not a '

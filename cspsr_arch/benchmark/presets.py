@@ -35,6 +35,12 @@ SR_MODELS: Tuple[str, ...] = ('EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'CSPSR')
 PEER_MODELS: Tuple[str, ...] = ('PASSR', 'NAFSSR', 'MASASR', 'CMSR', 'CMSR_HRNIR')
 """The prior-guided networks of the CSPSR paper's Table 2 (stereo SR, reference-based SR, multi-modal SR, and
 CMSR guided by the HR NIR), trained on request (``--models``) from ``options/train_<model>_x<s>.yml``."""
+SINGLE_IMAGE_MODELS: Tuple[str, ...] = ('SMSR', 'NLSN', 'ENLCN', 'ENLCN_NIR')
+"""The further networks of the CSPSR paper's Tables 1 and 3, trained on request (``--models``): VIS-only SMSR
+(sparse masks), NLSN (non-local sparse attention) and ENLCN (efficient non-local contrastive attention), and
+ENLCN with the LR NIR as a fourth input channel (``ENLCN_NIR``, sized as ``ENLCN``)."""
+SIZE_SOURCE: Dict[str, str] = {'CMSR_HRNIR': 'CMSR', 'ENLCN_NIR': 'ENLCN'}
+"""Rows whose network takes the sizes of another row of a preset's ``networks``."""
 EXTRA_MODELS: Tuple[str, ...] = ('CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given')
 """Rows trained on request (``--models``): CSPSR warping by the ground-truth disparity (an oracle), and CSPSR
 given the NIR at the HR size (``nir_scale`` = scale: rigs whose NIR camera has the output resolution; the
@@ -150,6 +156,9 @@ QUICK = Preset(
         'MASASR': {'num_feat': 8, 'num_blocks_enc': [1, 1, 1], 'num_blocks_lr': [1, 1, 1], 'num_blocks_x1': 1,
                    'num_blocks_up': [1, 1]},
         'CMSR': {'num_feat': 8, 'num_layers': 4},
+        'SMSR': {'num_feat': 16, 'num_block': 3, 'squeeze_factor': 4, 'tau_steps': 1600},
+        'NLSN': {'num_feat': 16, 'num_block': 4},
+        'ENLCN': {'num_feat': 16, 'num_block': 2, 'attn_every': 1},
     },
     given_reference=False, print_freq=50, checkpoints=1, profile_runs=2, paper_cost=False)
 
@@ -177,6 +186,10 @@ CPU = Preset(
         'MASASR': {'num_feat': 20, 'num_blocks_enc': [2, 2, 2], 'num_blocks_lr': [1, 1, 1], 'num_blocks_x1': 4,
                    'num_blocks_up': [2, 1]},  # 0.207 M
         'CMSR': {'num_feat': 58},  # 0.198 M
+        # 0.216 M; tau_steps = iters: its Gumbel temperature reaches its floor at 60 % of them, as in the option files
+        'SMSR': {'num_feat': 32, 'num_block': 4, 'squeeze_factor': 8, 'tau_steps': 4000},
+        'NLSN': {'num_feat': 32, 'num_block': 8},  # 0.240 M: EDSR's size and 2 attention blocks
+        'ENLCN': {'num_feat': 32, 'num_block': 8, 'attn_every': 4},  # 0.238 M: EDSR's size and 3 attention blocks
     },
     given_reference=True, print_freq=50, checkpoints=8, profile_runs=5)
 
@@ -215,9 +228,10 @@ def with_networks(preset: Preset, items: Sequence[str]) -> Preset:
         model, dot, key = target.partition('.')
         if not (equals and dot and model and key):
             raise CSPSRInputError(f'--network {item!r}: expected MODEL.KEY=VALUE, e.g. CSPSR.norm=instance.')
-        if model not in SR_MODELS + PEER_MODELS:
+        known = SR_MODELS + PEER_MODELS + tuple(m for m in SINGLE_IMAGE_MODELS if m not in SIZE_SOURCE)
+        if model not in known:
             raise CSPSRInputError(f'--network {item!r}: unknown model {model!r}, expected one of '
-                                  f'{", ".join(SR_MODELS + PEER_MODELS)} '
-                                  f'({" and ".join(EXTRA_MODELS)} use the CSPSR options).')
+                                  f'{", ".join(known)} ({" and ".join(EXTRA_MODELS)} use the CSPSR options, '
+                                  f'{", ".join(f"{a} those of {b}" for a, b in SIZE_SOURCE.items())}).')
         networks.setdefault(model, {})[key] = yaml.safe_load(value)
     return replace(preset, networks=networks)

@@ -12,7 +12,8 @@ LABELS = {
     'bicubic': 'Bicubic', 'EDSR': 'EDSR', 'RCAN': 'RCAN', 'HAT': 'HAT', 'ConcatNIR': 'Concat (VIS+NIR input)',
     'CSPSR': 'CSPSR', 'CSPSR_given': 'CSPSR, ground-truth disparity', 'CSPSR_HRNIR': 'CSPSR, HR NIR',
     'CSPSR_HRNIR_given': 'CSPSR, HR NIR, GT disparity', 'PASSR': 'PASSR', 'NAFSSR': 'NAFSSR-S', 'MASASR': 'MASA-SR',
-    'CMSR': 'CMSR', 'CMSR_HRNIR': 'CMSR, HR NIR',
+    'CMSR': 'CMSR', 'CMSR_HRNIR': 'CMSR, HR NIR', 'SMSR': 'SMSR', 'NLSN': 'NLSN', 'ENLCN': 'ENLCN',
+    'ENLCN_NIR': 'ENLCN w/ NIR',
     'GT': 'Ground truth'
 }
 SHORT = {'CSPSR_HRNIR_given': 'HR NIR, GT disparity', 'CSPSR_given': 'CSPSR, GT disparity'}

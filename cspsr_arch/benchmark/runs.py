@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from cspsr_arch.benchmark.presets import EXTRA_MODELS, Preset
+from cspsr_arch.benchmark.presets import EXTRA_MODELS, SIZE_SOURCE, Preset
 from cspsr_arch.engine.options import check_keys, load_options, merge_options, signature_keys
 from cspsr_arch.prep.split import META_INFO, dataset_roots
 
@@ -231,7 +231,7 @@ def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: P
     """
     source_model = 'CSPSR' if model in EXTRA_MODELS else model
     source = load_options(str(options_dir / f'train_{source_model}_x{scale}.yml'))
-    sizes = preset.networks.get('CMSR' if model == 'CMSR_HRNIR' else source_model, {})
+    sizes = preset.networks.get(SIZE_SOURCE.get(model, source_model), {})
     network = merge_options(source['network_g'], sizes)
     if model in ('CSPSR_given', 'CSPSR_HRNIR_given'):
         network['cvm'] = 'given'

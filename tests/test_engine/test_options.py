@@ -33,7 +33,7 @@ def test_shipped_options_use_only_known_keys(demo_opt):
     check_options(_redirected('demo_disparity_x4.yml', demo_opt['datasets']['train']['dataroot_gt'].rsplit('/HR', 1)[0]))
     names = [p.relative_to(OPTIONS).as_posix() for p in sorted(OPTIONS.rglob('*.yml'))
              if not p.name.startswith('demo_') and p.parent.name != '_base']
-    assert len(names) == 33, names  # every train, test and ablation file
+    assert len(names) == 40, names  # every train, test and ablation file
     for name in names:
         opt = load_options(str(OPTIONS / name))
         opt.update(is_train=name.startswith('train'), dist=False, rank=0, world_size=1, auto_resume=False)
@@ -48,7 +48,8 @@ def _differences(a, b, prefix=''):
     return set() if a == b else {prefix[:-1]}
 
 
-@pytest.mark.parametrize('model', ['CSPSR', 'EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'disparity', 'PASSR', 'NAFSSR'])
+@pytest.mark.parametrize('model', ['CSPSR', 'EDSR', 'RCAN', 'HAT', 'ConcatNIR', 'disparity', 'PASSR', 'NAFSSR', 'NLSN',
+                                   'ENLCN', 'SMSR'])
 def test_x2_options_are_the_x4_options_at_scale_2(model):
     x4, x2 = (load_options(str(OPTIONS / f'train_{model}_x{s}.yml')) for s in (4, 2))
     assert x2['scale'] == 2 and x2['name'] == x4['name'].replace('_x4_', '_x2_')
