@@ -43,8 +43,22 @@ def paired(a: Dict[str, Dict[str, float]], b: Dict[str, Dict[str, float]], metri
     return {'mean_db': float(np.mean(diffs)), 'wins': int(sum(d > 0 for d in diffs)), 'images': len(diffs)}
 
 
-def paired_rows(rows: Dict[str, dict], references: Sequence[str] = ('EDSR', 'ConcatNIR')) -> None:
-    """Add ``vs_<reference>`` (:func:`paired`) to every row of a table that is not the reference itself."""
+def paired_rows(rows: Dict[str, dict], references: Sequence[str] = ('EDSR', 'ConcatNIR', 'CSPSR'),
+                vis_only: Sequence[str] = ()) -> None:
+    """Add ``vs_<reference>`` (:func:`paired`) to every row of a table that is not the reference itself, and
+    ``vs_best_vis_only`` (with its ``reference``) against the highest-PSNR row of ``vis_only`` in the table.
+
+    Args:
+        rows: Row -> scores with per-image ``images``.
+        references: Rows every other row is compared with.
+        vis_only: The VIS-only rows, the best of which is a reference too.
+    """
+    present = [r for r in vis_only if r in rows]
+    if present:
+        best = max(present, key=lambda r: rows[r]['psnr'])
+        for row, scores in rows.items():
+            if row != best and 'images' in scores:
+                scores['vs_best_vis_only'] = {**paired(scores['images'], rows[best]['images']), 'reference': best}
     for ref in references:
         if ref not in rows:
             continue

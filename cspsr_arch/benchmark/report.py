@@ -235,6 +235,21 @@ def training_pairs_note(policy: str) -> Optional[str]:
             'scored as they were taken.')
 
 
+def paper_layouts(report: dict) -> List[str]:
+    """The sections in the layouts of the paper's Tables 1-3 (:mod:`cspsr_arch.benchmark.paper_tables`), for the
+    rows the benchmark has."""
+    from cspsr_arch.benchmark.paper_tables import table1_layout, table2_layout, table3_layout
+    note = ("The paper's figures come from its own protocol and test videos (see the README): printed for "
+            'reference, not comparable with the columns measured here.')
+    lines = []
+    for title, section in (("The paper's Table 1 layout: single-image networks", table1_layout(report, label)),
+                           ("The paper's Table 2 layout: prior-guided networks", table2_layout(report, label)),
+                           ("The paper's Table 3 layout: ENLCN with the NIR at its input", table3_layout(report, label))):
+        if section:
+            lines += [f'## {title}', '', note, ''] + section
+    return lines
+
+
 def markdown(report: dict) -> str:
     """``report.md`` from the report dictionary."""
     b = report['budget']
@@ -278,6 +293,7 @@ def markdown(report: dict) -> str:
         lines.append(f'* **{row}**: `{path}`, a single-image SR checkpoint of another project (loaded by spandrel), '
                      'scored as it is: VIS only, not trained here.')
     lines += ['', '## Table 1 analog: PSNR / SSIM', ''] + _results_tables(report)
+    lines += paper_layouts(report)
     lines += ['## Cost', ''] + _profile_table(report)
     if report.get('ablation'):
         lines += ['## Table 4 analog: ablations (x4)', ''] + _ablation_table(report)

@@ -76,7 +76,7 @@ def evaluate_all(plan, data: Dict[str, dict], records: dict, root: Path, camera:
                 for name, path in (external or {}).items():
                     scores = evaluate_external(name, path, root, dataset, split, scale, image_dir, degradation)
                     table[name] = {**over_seeds([scores]), 'external': str(path)}
-                paired_rows(table)
+                paired_rows(table, vis_only=VIS_ONLY)
                 results.setdefault(protocol, {}).setdefault(dataset, {})[f'x{scale}'] = table
     first = next(iter(plan.table))
     degradation = dict(camera) if first == 'camera' else None
