@@ -13,18 +13,20 @@ def dist_backend(args: List[str]) -> str:
     """Process-group backend for a ``train``/``test`` command line (see ``distributed.choose_backend``).
 
     Args:
-        args (list[str]): Arguments after the sub-command (``-opt ...``); only ``-opt`` and ``--launcher``
-            are read, before BasicSR parses them, because ``init_dist`` runs inside its option parser.
+        args (list[str]): Arguments after the sub-command (``-opt ...``); only ``-opt``, ``--launcher`` and
+            ``--force_yml`` are read, before BasicSR parses them, because ``init_dist`` runs inside its option
+            parser.
     """
     from cspsr_arch.engine.distributed import choose_backend
     from cspsr_arch.engine.options import load_options
+    from cspsr_arch.engine.patches import apply_force_yml, force_yml_of
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt')
     parser.add_argument('--launcher', default='none')
     known = parser.parse_known_args(args)[0]
     if known.launcher == 'none' or not known.opt:
         return 'gloo'  # not used
-    return choose_backend(load_options(known.opt))
+    return choose_backend(apply_force_yml(load_options(known.opt), force_yml_of(args)))  # as BasicSR will read it
 
 
 def run(command: str, args: List[str], root_path: Optional[str] = None) -> None:

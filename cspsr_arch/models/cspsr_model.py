@@ -1,4 +1,5 @@
 """``CSPSRModel``: BasicSR's ``SRModel`` with the NIR streams and the L_CSSC loss."""
+import contextlib
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -148,7 +149,9 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
-        with torch.autocast(self.device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None):
+        # without train:amp no autocast of its own: one the caller opened still applies
+        amp = torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else contextlib.nullcontext()
+        with amp:
             l_total, loss_dict = self._losses()
         check_finite_loss(l_total, loss_dict, current_iter, self.opt)
         if self.scaler is None:

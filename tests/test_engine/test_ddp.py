@@ -123,3 +123,14 @@ def test_slurm_environment():
     assert slurm_environment({**env, 'MASTER_PORT': '1234'})['MASTER_PORT'] == '1234'
     with pytest.raises(CSPSRInputError, match='SLURM_NTASKS'):
         slurm_environment({'SLURM_PROCID': '0'})
+
+
+def test_the_backend_follows_force_yml(tmp_path):
+    """The backend is chosen before BasicSR parses the command line: --force_yml must count there too."""
+    from cspsr_arch.engine.pipeline import dist_backend
+    (tmp_path / 'o.yml').write_text('num_gpu: 0\ndist_params:\n  backend: nccl\n')
+    args = ['-opt', str(tmp_path / 'o.yml'), '--launcher', 'pytorch']
+    assert dist_backend(args + ['--force_yml', 'dist_params:backend=gloo']) == 'gloo'
+    if not torch.cuda.is_available():
+        with pytest.raises(CSPSRInputError, match="'nccl' but no GPU"):
+            dist_backend(args)
