@@ -34,6 +34,7 @@ parallax), skipped, refused, or registered (the NIR warped onto the VIS, which i
 that stays beyond the limit is left out and reported). The record of every pair keeps its figures.
 
 Re-running skips pairs whose outputs are complete (a record per pair under ``<split>/.prepare/``,
+:mod:`cspsr_arch.prep.records`,
 written after its images, notes the source files). Files are written to a temporary name and moved into
 place, so an interrupted run leaves no partial image under a final name; its pair has no record and is
 redone. ``--lmdb`` then converts each split with :func:`cspsr_arch.prep.lmdb.create_lmdbs` (to ``<out>/<split>_lmdb``).
@@ -50,7 +51,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-import os
 import re
 import shutil
 from collections import Counter
@@ -62,6 +62,7 @@ from tqdm import tqdm
 
 from cspsr_arch.image_io import decode
 from cspsr_arch.errors import CSPSRInputError
+from cspsr_arch.prep.records import RECORDS, SPARSE_DIR, load_record, record_path, source_stat
 from cspsr_arch.prep.registration import MISALIGNED_POLICIES, check_pair
 from cspsr_arch.prep.sources import SourcePair, format_sparse_disparity, parse_keypoints, scan_layout
 from cspsr_arch.prep.split import (IMAGE_EXT, META_INFO, REQUIRED_STREAMS, bicubic_lr, image_path, meta_keys, meta_line,
@@ -69,8 +70,6 @@ from cspsr_arch.prep.split import (IMAGE_EXT, META_INFO, REQUIRED_STREAMS, bicub
 
 FORMAT_VERSION = 1
 TEMP_RE = re.compile(r'^\..+\.tmp-\d+$')
-SPARSE_DIR = 'DISP_SPARSE'
-RECORDS = '.prepare'
 DEFAULT_LIMIT = 2.5
 """Default misalignment limit (pixels) of ``--max-misalignment``."""
 MEASURED_LAYOUTS = ('nirscene', 'ranus', 'pairs')
@@ -122,59 +121,6 @@ def read_pair(pair: SourcePair) -> Tuple[np.ndarray, np.ndarray]:
     return vis, nir
 
 
-def _source_stat(pair: SourcePair) -> list:
-    """Paths, sizes and modification times of a pair's source files (what a record remembers).
-
-    Args:
-        pair: The source pair.
-    """
-    paths = [p for p in (pair.vis, pair.nir, pair.keypoints) if p]
-    return [[str(Path(p).resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in paths]
-
-
-def output_files(split: Path, key: str, scales: Sequence[int], sparse: bool) -> List[Path]:
-    """Every file the tool writes for one output key.
-
-    Args:
-        split: The split folder.
-        key: Output key.
-        scales: Scales.
-        sparse: Whether a ``DISP_SPARSE`` file belongs to it.
-    """
-    files = [image_path(split, stream, key, s) for s in (None, *scales) for stream in REQUIRED_STREAMS]
-    return files + ([split / SPARSE_DIR / f'{key}.txt'] if sparse else [])
-
-
-def record_path(split: Path, key: str) -> Path:
-    """Where the record of the source pair ``key`` lives.
-
-    Args:
-        split: The split folder.
-        key: Key of the source pair.
-    """
-    return split / RECORDS / 'items' / f'{key}.json'
-
-
-def load_record(split: Path, pair: SourcePair, scales: Sequence[int]) -> Optional[dict]:
-    """The record of a finished pair, or None when the pair must be (re)done.
-
-    Args:
-        split: The split folder.
-        pair: The source pair.
-        scales: Scales.
-    """
-    try:
-        record = json.loads(record_path(split, pair.key).read_text())
-    except (OSError, ValueError):
-        return None
-    if record.get('source') != _source_stat(pair):
-        return None
-    if not all(p.is_file() for key, _, _ in record['outputs']
-               for p in output_files(split, key, scales, pair.keypoints is not None)):
-        return None
-    return record
-
-
 Job = Tuple[str, SourcePair, Tuple[int, ...], Optional[int], Optional[int], Optional[str], float]
 
 
@@ -197,7 +143,7 @@ def process_pair(job: Job) -> dict:
     if record is not None:
         return {**record, 'skipped': True}
     record_path(split, pair.key).unlink(missing_ok=True)  # outdated: never trusted again, even if interrupted
-    source = _source_stat(pair)
+    source = source_stat(pair)
     vis, nir = read_pair(pair)
     registration = None
     if policy is not None:
