@@ -69,6 +69,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--seeds', type=int, default=1, help='training runs of every model (mean +- std in the tables)')
     p.add_argument('--seeds-of', nargs='+', default=[], metavar='MODEL=N',
                    help='train these models another number of times than --seeds, e.g. RCAN=1 HAT=1')
+    p.add_argument('--protocol-models', nargs='+', default=[], metavar='PROTOCOL=M1,M2',
+                   help='train and test only these of --models under that protocol, e.g. camera=EDSR,CSPSR (a row '
+                   'missing from a protocol is shown as "-" in its tables)')
     p.add_argument('--datasets', nargs='+', default=list(DEFAULT_DATASETS), choices=DATASETS, metavar='SET',
                    help=f'data sets to train and test on, among {", ".join(DATASETS)} (default: '
                    f'{" ".join(DEFAULT_DATASETS)}; country alone trains '
@@ -111,11 +114,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not (equals and count.isdigit() and int(count) >= 1 and model in models):
                 raise CSPSRInputError(f'--seeds-of {item!r}: expected MODEL=N with N >= 1 and MODEL among {models}.')
             model_seeds[model] = int(count)
+        protocols = ['bicubic', 'camera'] if args.protocol == 'both' else [args.protocol]
+        protocol_models = {}
+        for item in args.protocol_models:
+            protocol, equals, names = item.partition('=')
+            subset = [m for m in names.split(',') if m]
+            if not (equals and protocol in protocols and subset and set(subset) <= set(models)):
+                raise CSPSRInputError(f'--protocol-models {item!r}: expected PROTOCOL=M1,M2 with PROTOCOL among '
+                                      f'{protocols} (see --protocol) and the models among {models}.')
+            protocol_models[protocol] = subset
         report = run_benchmark(preset, args.name or preset.name, Path(args.out), models, args.ablations,
                                Path(args.real) if args.real else None,
                                'python tools/benchmark.py ' + ' '.join(a for a in argv if a != '--train-only'),
                                train_only=args.train_only, country=Path(args.country) if args.country else None,
-                               protocols=['bicubic', 'camera'] if args.protocol == 'both' else [args.protocol],
+                               protocols=protocols, protocol_models=protocol_models,
                                seeds=args.seeds, compiled=args.compile, model_seeds=model_seeds,
                                datasets=args.datasets, country_train=args.country_train,
                                external=parse_external(args.external))

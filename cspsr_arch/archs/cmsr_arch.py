@@ -27,10 +27,12 @@ training, its two losses and its test-time steps are not part of it. One change 
 transformer parameters are free variables fitted to its one pair; learnt over a data set they would be one
 fixed warp for every pair, so here a small localisation network (a spatial transformer, as ddtn's layers
 are meant to be used) predicts them from each pair (:class:`GuideAligner`), its output layers zero and its
-offsets the identity (ddtn's initialisation), so training starts from CMSR's own starting point. The guide
-is the right-view NIR as given, not warped by a disparity first: aligning it is CMSR's own job, done by that
-transformer. It is a global, smooth deformation (the paper's setting: weakly aligned pairs), so it cannot
-follow a stereo pair's depth-dependent disparity; that is CMSR's design, kept.
+offsets the identity (ddtn's initialisation), so training starts from CMSR's own starting point. Which guide: the CSPSR paper aligns
+the NIR to the VIS view "through the cross-spectral stereo matching model before SR", so the option files set
+``cvm: learned`` (CSPSR's learned CVM in front, :class:`~cspsr_arch.archs.guided.GuidedSR`, which follows a
+stereo pair's depth-dependent disparity); CMSR's own transformer then refines what is left. It is a global,
+smooth deformation (CMSR's setting: weakly aligned pairs), so on its own (``cvm='none'``, the network's
+default, the right-view NIR as given: an ablation) it cannot follow a stereo pair's disparity.
 
 The paper's network is tiny by design (single-pair training): the defaults are its sizes (about 0.23 M
 parameters with the localisation network; the paper states no count, ``tests/test_archs/test_cmsr.py``
@@ -169,7 +171,8 @@ class CMSR(GuidedSR):
     transformer (:class:`GuideAligner`). The guide is the right-view NIR at the output size: with
     ``nir_scale = 1`` the LR NIR bicubically upscaled by ``upscale`` (the CSPSR paper's CMSR), with
     ``nir_scale = upscale`` the given HR NIR itself ("CMSR (w/ HR NIR)"), in between upscaled by
-    ``upscale // nir_scale``. ``forward`` ignores ``disp``/``disp_r``: CMSR aligns the guide itself.
+    ``upscale // nir_scale``. With ``cvm`` other than ``'none'`` the guide is the NIR aligned to the left view by
+the CVM in front (:meth:`~cspsr_arch.archs.guided.GuidedSR.align`), which CMSR's transformer then refines.
 
     Choices where the paper is silent: bicubic upscaling by ``F.interpolate`` (ZSSR's own MATLAB-like
     ``imresize`` has the cubic kernel's a = -0.5; PyTorch's -0.75 is what the rest of cspsr uses); one
@@ -194,6 +197,10 @@ class CMSR(GuidedSR):
         cpab_cells (int): CPAB cells per axis (CMSR: 4; 0: no CPAB). Default: 4.
         cpab_steps (int): Euler steps of the CPAB integration (ddtn: closed form); 8 steps err by about 1 %
             of the displacement (measured: 0.13 px on a 12-pixel flow, against 1024 steps). Default: 8.
+        cvm (str | None): Cross-view matching in front of CMSR's own alignment: ``'none'`` (the right-view NIR
+            as given), ``'learned'`` or ``'given'`` (:class:`~cspsr_arch.archs.guided.GuidedSR`). Default: 'none'.
+        max_disp (int): Largest disparity (LR pixels) of the learned CVM. Default: 24.
+        min_disp (int): Smallest disparity of the learned CVM. Default: 0.
     """
 
     row_context = True
@@ -212,13 +219,16 @@ class CMSR(GuidedSR):
                  loc_layers: int = 4,
                  tps_grid: int = 16,
                  cpab_cells: int = 4,
-                 cpab_steps: int = 8) -> None:
+                 cpab_steps: int = 8,
+                 cvm: Optional[str] = 'none',
+                 max_disp: int = 24,
+                 min_disp: int = 0) -> None:
         if isinstance(upscale, bool) or not isinstance(upscale, int) or upscale < 2:
             raise ValueError(f'upscale must be an integer >= 2, got {upscale!r}.')
         if num_layers < 2 or guide_layers < 2:
             raise ValueError(f'CMSR needs at least 2 convolutions per branch, got num_layers={num_layers}, '
                              f'guide_layers={guide_layers}.')
-        super().__init__(upscale, nir_scale, num_in_ch, num_nir_ch)
+        super().__init__(upscale, nir_scale, num_in_ch, num_nir_ch, cvm, max_disp, min_disp)
         self.body = plain_convs(num_in_ch, num_feat, num_in_ch, num_layers)
         self.guide_net = plain_convs(num_nir_ch, guide_feat, num_in_ch, guide_layers, last_kernel=1)
         self.aligner = GuideAligner(num_in_ch + num_nir_ch, loc_feat, loc_layers, tps_grid, cpab_cells,
@@ -235,12 +245,14 @@ class CMSR(GuidedSR):
         """Super-resolve the left VIS ``lq`` (n, 3, h, w) guided by the right NIR ``lq_nir`` at ``nir_scale`` x.
 
         Returns:
-            CSPSROutput: ``sr`` (n, 3, s*h, s*w); ``nir_sr`` None, ``disp_l`` zeros, ``disp_r`` None.
+            CSPSROutput: ``sr`` (n, 3, s*h, s*w); ``nir_sr`` None; ``disp_l``/``disp_r`` those of the CVM in
+            front (zeros / None with ``cvm='none'``).
         """
         self.check_inputs(lq, lq_nir)
+        lq_nir, disp_l, disp_r = self.align(lq, lq_nir, disp, disp_r)
         size = (self.upscale * lq.size(2), self.upscale * lq.size(3))
         up = F.interpolate(lq, size=size, mode='bicubic', align_corners=False)
         guide = self.guide(lq_nir, size)
         if self.aligner is not None:
             guide = self.aligner(up, guide)
-        return self.output(up + self.body(up) + self.guide_net(guide), lq)
+        return self.output(up + self.body(up) + self.guide_net(guide), lq, disp_l, disp_r)

@@ -10,13 +10,29 @@ inputs as CSPSR and give the same output, so that ``CSPSRModel`` trains them, th
   networks have no NIR output (``nir_sr`` None) and no cross-view matching of their own (``disp_l`` zeros,
   ``disp_r`` None), so L_CSSC does not apply to them.
 * Attributes read by the rest of the package: ``upscale``, ``nir_scale``, ``num_in_ch``, ``num_nir_ch``,
-  ``cvm = 'none'`` and ``branches = 'single'`` (one output), and ``row_context``: True when the network
-  relates every pixel to a whole row of the other view (stereo attention), so that tiled inference can
-  only approximate it.
+  ``cvm`` and ``branches = 'single'`` (one output), and ``row_context``: True when the network relates
+  every pixel to a whole row of the other view (stereo attention), so that tiled inference can only
+  approximate it.
+
+Cross-view matching in front (``cvm``, the same modes as CSPSR's): the paper aligns "the NIR-VIS images ...
+first through the cross-spectral stereo matching model before SR" for the networks that take the NIR as a
+guide image rather than as a second view (reference-based and multi-modal SR). With ``cvm='learned'`` a
+network gets CSPSR's learned CVM (:class:`~cspsr_arch.archs.cross_spectral_stereo_arch.CrossSpectralStereoNet`
+under ``cvm_net``, pre-trained and loaded exactly as CSPSR's, and fine-tuned by the SR loss through the warp),
+with ``cvm='given'`` the data set's disparity; :meth:`GuidedSR.align` then warps the right-view NIR onto the
+left view, ``NIR_l(i, j) = NIR_r(i, j - disp_l(i, j))`` (a NIR above the LR size at its own resolution by the
+upscaled disparity, as CSPSR's HR NIR), and the network takes that aligned NIR. Pixels the right view does
+not see become 0, as in CSPSR's warp; unlike CSPSR these networks take no validity mask (their inputs are
+fixed by their papers). ``disp_l``/``disp_r`` of the output are then the disparities used.
 """
+from typing import Optional, Tuple
+
 from torch import Tensor, nn
 
-from cspsr_arch.archs.cspsr_arch import CSPSROutput
+from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
+from cspsr_arch.archs.cspsr_arch import CVM_MODES, CSPSROutput
+from cspsr_arch.archs.hr_nir import nir_on_lr_grid, warp_fine_nir
+from cspsr_arch.archs.warp import WarpToLeft
 
 
 class GuidedSR(nn.Module):
@@ -27,14 +43,29 @@ class GuidedSR(nn.Module):
         nir_scale (int): The NIR enters at ``nir_scale`` x the LR size; it must divide ``upscale``.
         num_in_ch (int): VIS channels. Default: 3.
         num_nir_ch (int): NIR channels. Default: 1.
+        cvm (str | None): Cross-view matching in front of the network (see the module docstring): ``'none'``
+            (the right-view NIR as given), ``'learned'`` or ``'given'``. Default: 'none'.
+        max_disp (int): Largest disparity (LR pixels) the learned CVM searches. Default: 24.
+        min_disp (int): Smallest disparity it searches. Default: 0.
     """
 
-    cvm = 'none'
+    cvm = 'none'  # the class default; an instance built with another sets its own
     branches = 'single'
     row_context = False
 
-    def __init__(self, upscale: int, nir_scale: int = 1, num_in_ch: int = 3, num_nir_ch: int = 1) -> None:
+    def __init__(self, upscale: int, nir_scale: int = 1, num_in_ch: int = 3, num_nir_ch: int = 1,
+                 cvm: Optional[str] = 'none', max_disp: int = 24, min_disp: int = 0) -> None:
         super().__init__()
+        cvm = 'none' if cvm is None else cvm  # BasicSR's --force_yml turns 'none' into None
+        if cvm not in CVM_MODES:
+            raise ValueError(f'cvm must be one of {CVM_MODES}, got {cvm!r}.')
+        self.cvm = cvm
+        if cvm == 'learned':
+            if num_nir_ch != 1:
+                raise ValueError(f"cvm='learned' matches a single-channel NIR image, got num_nir_ch={num_nir_ch}.")
+            self.cvm_net = CrossSpectralStereoNet(num_in_ch, min_disp=min_disp, max_disp=max_disp)
+        if cvm != 'none':  # no weights; a forward hook on it sees the aligned NIR
+            self.warp_nir = WarpToLeft()
         if isinstance(nir_scale, bool) or not isinstance(nir_scale, int) or nir_scale < 1 or upscale % nir_scale:
             raise ValueError(f'nir_scale must be a positive integer that divides upscale ({upscale}), got '
                              f'{nir_scale!r}.')
@@ -55,6 +86,34 @@ class GuidedSR(nn.Module):
             raise ValueError(f'VIS {tuple(lq.shape)} and NIR {tuple(lq_nir.shape)} inputs differ in batch or size: '
                              f'{name} takes its NIR at nir_scale ({f}) x the VIS size.')
 
-    def output(self, sr: Tensor, lq: Tensor) -> CSPSROutput:
-        """The :class:`~cspsr_arch.archs.cspsr_arch.CSPSROutput` of a super-resolved VIS ``sr``."""
-        return CSPSROutput(sr, None, lq.new_zeros(lq.size(0), 1, lq.size(2), lq.size(3)), None)
+    def align(self, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor] = None,
+              disp_r: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+        """The NIR the network takes, and the left and right disparities (LR pixels) that aligned it.
+
+        Returns:
+            ``lq_nir`` itself and (None, None) with ``cvm='none'``; else the right-view NIR warped onto the
+            left view at its own resolution, and the disparities (the learned CVM's, or ``disp``/``disp_r``).
+        """
+        if self.cvm == 'none':
+            return lq_nir, None, None
+        size = tuple(lq.shape[-2:])
+        if self.cvm == 'learned':
+            disp_l, disp_r, _ = self.cvm_net(lq, lq_nir if self.nir_scale == 1 else nir_on_lr_grid(lq_nir, size))
+        else:
+            if disp is None:
+                raise ValueError(f"{type(self).__name__}(cvm='given') needs the left disparity: forward(lq, lq_nir, "
+                                 "disp). Use a data set with disparity (dataroot_disp) or build it with "
+                                 "cvm='learned'.")
+            if tuple(disp.shape) != (lq.size(0), 1, *size):
+                raise ValueError(f'Disparity must be (n, 1, h, w) at the LR size {size}, got {tuple(disp.shape)}.')
+            disp_l = disp
+        warped = self.warp_nir(lq_nir, disp_l) if self.nir_scale == 1 else warp_fine_nir(self.warp_nir, lq_nir, disp_l)
+        return warped[0], disp_l, disp_r
+
+    def output(self, sr: Tensor, lq: Tensor, disp_l: Optional[Tensor] = None,
+               disp_r: Optional[Tensor] = None) -> CSPSROutput:
+        """The :class:`~cspsr_arch.archs.cspsr_arch.CSPSROutput` of a super-resolved VIS ``sr``, with the
+        disparities of :meth:`align` (zeros and None without cross-view matching)."""
+        if disp_l is None:
+            disp_l = lq.new_zeros(lq.size(0), 1, lq.size(2), lq.size(3))
+        return CSPSROutput(sr, None, disp_l, disp_r)

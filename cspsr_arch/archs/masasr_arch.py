@@ -21,10 +21,12 @@ residual to the bicubic upsampled LR image.
 As a comparison network of the CSPSR paper ("We take the bicubic upscaled NIR image instead of the HR VIS
 image as the reference") the Ref is the NIR brought to the output size: the LR NIR bicubic-upscaled by
 ``upscale`` (``nir_scale`` 1), upscaled by ``upscale // nir_scale``, or with ``nir_scale = upscale`` the
-given (HR) NIR itself. It is the right-view NIR as given: the stereo pair is not aligned first, MASA's own
-matching finds the correspondences (the point of reference-based SR), so ``disp`` is ignored; its global
-coarse search relates each block to the whole NIR image, so ``row_context`` is True (tiled inference only
-approximates it). Ref↓ is that Ref downscaled by ``upscale`` (antialiased bicubic, as the release's PIL
+given (HR) NIR itself. Which NIR: the paper aligns the NIR to the VIS view "through the cross-spectral
+stereo matching model before SR", so the option files set ``cvm: learned`` (CSPSR's learned CVM in front,
+:class:`~cspsr_arch.archs.guided.GuidedSR`; ``cvm: given`` takes the data set's disparity); the network's
+default ``cvm='none'`` gives it the right-view NIR as it is, leaving the correspondences to MASA's own matching
+(the point of reference-based SR; an ablation). MASA's global coarse search relates each block to the whole
+NIR image, so ``row_context`` is True (tiled inference only approximates it). Ref↓ is that Ref downscaled by ``upscale`` (antialiased bicubic, as the release's PIL
 resizing and :func:`~cspsr_arch.archs.hr_nir.nir_on_lr_grid`): the paper matches the LR image with Ref↓ at
 the LR size (its acceleration over TTSR/SRNTT, which match LR↑ with Ref↓↑ at the output size), so the
 "LR-ified" reference is Ref↓ here, not the re-upscaled Ref↓↑ (which would need the LR upscaled too).
@@ -170,6 +172,10 @@ class MASASR(GuidedSR):
         nir_input (str): How the NIR enters the encoder built for the VIS: ``'repeat'`` (repeated to
             ``num_in_ch`` channels, every weight shared, so VIS and NIR features are comparable for the
             matching from the start) or ``'separate'`` (its own first conv). Default: ``'repeat'``.
+        cvm (str | None): Cross-view matching in front: ``'none'`` (the right-view NIR as given), ``'learned'``
+            or ``'given'`` (:class:`~cspsr_arch.archs.guided.GuidedSR`). Default: 'none'.
+        max_disp (int): Largest disparity (LR pixels) of the learned CVM. Default: 24.
+        min_disp (int): Smallest disparity of the learned CVM. Default: 0.
     """
 
     row_context = True
@@ -187,10 +193,13 @@ class MASASR(GuidedSR):
                  block_size: int = 8,
                  window_ratio: float = 1.5,
                  dilations: Sequence[int] = (1, 2, 3),
-                 nir_input: str = 'repeat') -> None:
+                 nir_input: str = 'repeat',
+                 cvm: Optional[str] = 'none',
+                 max_disp: int = 24,
+                 min_disp: int = 0) -> None:
         if not isinstance(upscale, int) or isinstance(upscale, bool) or upscale not in (2, 4):
             raise ValueError(f'MASASR: upscale must be 2 or 4 (each DRAM stage doubles the size), got {upscale!r}.')
-        super().__init__(upscale, nir_scale, num_in_ch, num_nir_ch)
+        super().__init__(upscale, nir_scale, num_in_ch, num_nir_ch, cvm, max_disp, min_disp)
         if nir_input not in NIR_INPUTS:
             raise ValueError(f'MASASR: nir_input must be one of {NIR_INPUTS}, got {nir_input!r}.')
         if nir_input == 'repeat' and num_in_ch % num_nir_ch:
@@ -229,22 +238,24 @@ class MASASR(GuidedSR):
 
     def forward(self, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor] = None,
                 disp_r: Optional[Tensor] = None) -> CSPSROutput:
-        """Super-resolve the left VIS with the right NIR as reference; ``disp``/``disp_r`` are ignored.
+        """Super-resolve the left VIS with the right NIR, aligned by the CVM in front (``cvm``), as reference.
 
         Args:
             lq (Tensor): LR VIS, left view, (n, num_in_ch, h, w) in [0, 1], h and w at least 3.
             lq_nir (Tensor): NIR, right view, (n, num_nir_ch, nir_scale*h, nir_scale*w).
-            disp (Tensor | None): Unused (MASA matches by itself).
-            disp_r (Tensor | None): Unused.
+            disp (Tensor | None): Left disparity (LR pixels), read with ``cvm='given'`` only.
+            disp_r (Tensor | None): Right disparity, passed through with ``cvm='given'``.
 
         Returns:
-            CSPSROutput: ``sr`` (n, num_in_ch, s*h, s*w); ``nir_sr`` None, ``disp_l`` zeros, ``disp_r`` None.
+            CSPSROutput: ``sr`` (n, num_in_ch, s*h, s*w); ``nir_sr`` None; ``disp_l``/``disp_r`` those that
+            aligned the NIR (zeros / None with ``cvm='none'``).
         """
         self.check_inputs(lq, lq_nir)
         height, width = lq.shape[-2:]
         if min(height, width) < 3:
             raise ValueError(f'MASASR needs an LR image of at least 3x3 (its matches are centres of 3x3 patches '
                              f'of the downscaled reference), got {tuple(lq.shape)}.')
+        lq_nir, disp_l, disp_r = self.align(lq, lq_nir, disp, disp_r)
         ref = self.reference(lq_nir)  # (n, c, s*h, s*w)
         ref_down = nir_on_lr_grid(ref, (height, width))  # Ref↓, at the LR size
         pad_h, pad_w = -height % self.multiple, -width % self.multiple
@@ -254,4 +265,4 @@ class MASASR(GuidedSR):
         warped = [transfer(ref_feats[self.stages - i], index, score, 2**i) for i in range(self.stages + 1)]
         residual = self.decoder(lr_feats, warped)[..., :self.upscale * height, :self.upscale * width]
         sr = residual + F.interpolate(lq, scale_factor=self.upscale, mode='bicubic', align_corners=False)
-        return self.output(sr, lq)
+        return self.output(sr, lq, disp_l, disp_r)

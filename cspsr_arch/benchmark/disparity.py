@@ -45,9 +45,11 @@ def build_stereo_net(model_path: PathLike, opt_path: Optional[PathLike] = None, 
     kwargs = {}
     if opt_path is not None:
         net_opt = dict(load_options(opt_path)['network_g'])
-        if net_opt.get('type') == 'CSPSR':
-            if net_opt.get('cvm', 'learned') != 'learned':
-                raise SystemExit(f'{opt_path}: network_g has cvm: {net_opt["cvm"]}, no learned disparity to evaluate.')
+        if net_opt.get('type') != 'CrossSpectralStereoNet':  # an SR network with the learned CVM in front
+            from cspsr_arch.benchmark.runs import network_cvm
+            if network_cvm(net_opt) != 'learned':
+                raise SystemExit(f'{opt_path}: network_g ({net_opt.get("type")}) has cvm: {network_cvm(net_opt)}, no '
+                                 'learned disparity to evaluate.')
             net_opt = {k: net_opt[k] for k in ('num_in_ch', 'min_disp', 'max_disp') if k in net_opt}
         else:
             net_opt.pop('type', None)

@@ -129,7 +129,7 @@ def profile_networks(plan, preset, out_dir: Path) -> dict:
 
     from cspsr_arch.benchmark.profile import MODELS, network_options
     scales = {}
-    table = next(iter(plan.table.values()))  # the networks are the same under every protocol and seed
+    table = plan.networks()
     for scale, rows in table.items():
         by_row = scales.setdefault(f'x{scale}', {})
         for row, runs in rows.items():
@@ -150,7 +150,7 @@ def profile_networks(plan, preset, out_dir: Path) -> dict:
 def measure_throughput(plan, compiled: bool, out_dir: Path) -> dict:
     """Training iterations per second of CSPSR and EDSR at the largest scale, eager (and compiled), cached."""
     from cspsr_arch.benchmark.throughput import training_throughput
-    table = next(iter(plan.table.values()))
+    table = plan.networks()
     scale = max(table)
     rows = {}
     for row in ('CSPSR', 'EDSR'):
@@ -183,7 +183,8 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
                   command: str, train_only: bool = False, country: Optional[Path] = None,
                   protocols: Sequence[str] = ('bicubic', ), seeds: int = 1, compiled: bool = False,
                   model_seeds: Optional[Dict[str, int]] = None, datasets: Sequence[str] = DEFAULT_DATASETS,
-                  country_train: Optional[str] = None, external: Optional[Dict[str, Path]] = None) -> Optional[dict]:
+                  country_train: Optional[str] = None, external: Optional[Dict[str, Path]] = None,
+                  protocol_models: Optional[Dict[str, Sequence[str]]] = None) -> Optional[dict]:
     """Everything of the module docstring; returns the report dictionary (None with ``train_only``).
 
     Args:
@@ -204,6 +205,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
         country_train: The country sets' training-pair policy (:data:`TRAIN_POLICIES`), or None (the preset's).
         external: Rows of single-image SR checkpoints of other projects, scored without training (name -> path;
             :mod:`cspsr_arch.benchmark.external`).
+        protocol_models: Protocols that train and test only some of ``models`` (protocol -> those models).
     """
     import torch
 
@@ -221,12 +223,12 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
     val_dir = combine_train_splits(data, root / 'data' / 'val', preset.scales, val_scenes, validation=True) \
         if val_scenes else None
     plan = make_plan(ROOT / 'options', train_dir, preset, list(models), ablations, protocols, seeds, val_dir,
-                     model_seeds)
+                     model_seeds, protocol_models)
     records = train_all(plan.runs, root, training_fingerprint(train_dir, val_dir, preset.scales))
     if train_only:
         return None
     results, stereo, ablation = evaluate_all(plan, data, records, root, preset.camera, compiled, external)
-    first = next(iter(plan.table.values()))[min(preset.scales)]
+    first = plan.networks()[min(preset.scales)]
     curves = learning_curves(plan, root)
     plot(curves, root / 'figures' / 'learning_curves.png')
     report = {
@@ -236,6 +238,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
                     **({'gpu': torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {})},
         'budget': _budget(preset, next(iter(first.values()))[0].opt),
         'protocols': list(plan.table), 'seeds': seeds, 'model_seeds': dict(model_seeds or {}),
+        'protocol_models': {p: [m for m in models if m in subset] for p, subset in (protocol_models or {}).items()},
         'camera': plain(preset.camera),
         'train_images': len((train_dir / META_INFO).read_text().splitlines()),
         'validation': {'images': len((val_dir / META_INFO).read_text().splitlines()) if val_dir else 0,

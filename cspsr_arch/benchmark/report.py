@@ -250,6 +250,17 @@ def paper_layouts(report: dict) -> List[str]:
     return lines
 
 
+def untrained_rows(report: dict) -> List[str]:
+    """A line per protocol that trained only some of the report's models (``--protocol-models``), naming the
+    others."""
+    lines = []
+    for protocol, subset in report.get('protocol_models', {}).items():
+        left = [label(m) for m in report['models'] if m not in subset]
+        if left:
+            lines.append(f"Not trained under the {protocol} protocol (\"-\" in its tables): {', '.join(left)}.")
+    return lines
+
+
 def markdown(report: dict) -> str:
     """``report.md`` from the report dictionary."""
     b = report['budget']
@@ -273,6 +284,7 @@ def markdown(report: dict) -> str:
                  'image; the ground truth is the clean HR VIS. Each model is trained under each protocol, '
                  f"{report['seeds']} time(s) with different seeds" + ''.join(
                      f"; {model} {n} time(s)" for model, n in report.get('model_seeds', {}).items()) + '.')
+    lines += untrained_rows(report)
     lines.append('')
     val = report['validation']
     lines.append(f"Every model trains on the union of the data sets' training splits ({report['train_images']} "

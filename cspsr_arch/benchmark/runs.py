@@ -182,6 +182,18 @@ def network_nir_scale(network: dict) -> int:
     return int(network.get('nir_scale', 1))
 
 
+def network_cvm(network: dict) -> str:
+    """A network's cross-view matching mode (``learned``, ``given`` or ``none``): its ``cvm`` option, else the
+    default of its class (CSPSR: ``learned``; the guided comparison networks: ``none``; no such option: none)."""
+    import inspect
+
+    from basicsr.utils.registry import ARCH_REGISTRY
+    if 'cvm' in network:
+        return network['cvm'] or 'none'  # BasicSR's --force_yml turns 'none' into None
+    param = inspect.signature(ARCH_REGISTRY.get(network['type'])).parameters.get('cvm')
+    return (param.default or 'none') if param is not None else 'none'
+
+
 def _validation(opt: dict, preset: Preset, scale: int, setting: Setting, disparity: bool, nir_scale: int = 1) -> None:
     """Score the validation split every ``preset.val_every`` iterations (BasicSR's validation, PSNR only)."""
     if setting.val_dir is None:
@@ -200,8 +212,7 @@ def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, pr
     opt['network_g'], opt['train'] = network, train
     opt['manual_seed'] = int(source.get('manual_seed') or 0) + setting.seed
     src_train = source['datasets']['train']
-    given = network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'given'
-    learned = network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'learned'
+    given, learned = network_cvm(network) == 'given', network_cvm(network) == 'learned'
     nir_scale = network_nir_scale(network)
     opt['datasets'] = {'train': dataset_options(train_dir, scale, 'train', preset.gt_size or src_train['gt_size'],
                                                 preset.batch or src_train['batch_size_per_gpu'], preset.num_worker,
@@ -237,7 +248,7 @@ def sr_run(options_dir: Path, model: str, train_dir: Path, scale: int, preset: P
         network['cvm'] = 'given'
     if model in ('CSPSR_HRNIR', 'CSPSR_HRNIR_given'):
         network['nir_scale'] = scale
-    if network['type'] == 'CSPSR' and network.get('cvm', 'learned') == 'learned':
+    if network_cvm(network) == 'learned':
         network['max_disp'] = _max_disp(preset, scale, network.get('max_disp', 24))
     name = run_name(model, scale, setting.protocol, setting.seed)
     check_network(network, name)
@@ -256,7 +267,7 @@ def ablation_runs(options_dir: Path, train_dir: Path, preset: Preset, stereo: Ru
     for path in sorted((options_dir / 'ablation').glob('*_x4.yml')):
         source = load_options(str(path))
         network = merge_options(source['network_g'], preset.networks.get('CSPSR', {}))
-        if network.get('cvm', 'learned') == 'learned':
+        if network_cvm(network) == 'learned':
             network['max_disp'] = _max_disp(preset, 4, network.get('max_disp', 24))
         name = f'Ablation_{path.stem}' + ('' if setting.protocol == 'bicubic' else f'_{setting.protocol}')
         run = _sr_run(source, name, f'Ablation_{path.stem}', train_dir, 4, preset, network, stereo, setting)
@@ -279,10 +290,21 @@ class Plan:
     table: Dict[str, Dict[int, Dict[str, List[Run]]]]
     ablation: Dict[str, Run]
 
+    def networks(self) -> Dict[int, Dict[str, List[Run]]]:
+        """Scale -> row -> runs of every row under any protocol (the first protocol that has the row): the
+        networks are the same under every protocol and seed, so their cost and options are read here."""
+        merged: Dict[int, Dict[str, List[Run]]] = {}
+        for by_scale in self.table.values():
+            for scale, rows in by_scale.items():
+                for row, seeded in rows.items():
+                    merged.setdefault(scale, {}).setdefault(row, seeded)
+        return merged
+
 
 def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], ablations: bool,
          protocols: Sequence[str] = ('bicubic', ), seeds: int = 1, val_dir: Optional[Path] = None,
-         model_seeds: Optional[Dict[str, int]] = None) -> Plan:
+         model_seeds: Optional[Dict[str, int]] = None,
+         protocol_models: Optional[Dict[str, Sequence[str]]] = None) -> Plan:
     """Every run of a benchmark: all models train on ``train_dir``.
 
     Args:
@@ -297,6 +319,9 @@ def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], 
         val_dir: Validation split (learning curves), or None.
         model_seeds: Models trained another number of times than ``seeds`` (e.g. ``{'HAT': 1}``: the slowest
             VIS-only baselines once, where the table needs the spread of the NIR-guided models).
+        protocol_models: Protocols whose table has only some of ``models`` (protocol -> those models, in the
+            order of ``models``); the others train and test every model. A protocol's table must keep at least
+            one row, and a model named here must be among ``models``.
     """
     unknown = sorted(set(protocols) - set(PROTOCOLS))
     counts = {m: (model_seeds or {}).get(m, seeds) for m in models}
@@ -305,6 +330,11 @@ def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], 
     extra = sorted(set(model_seeds or {}) - set(models))
     if extra:
         raise ValueError(f'seeds given for models that are not trained: {extra}; models: {models}.')
+    for protocol, subset in (protocol_models or {}).items():
+        stray = sorted(set(subset) - set(models))
+        if protocol not in protocols or stray or not subset:
+            raise ValueError(f'models of the {protocol!r} protocol must be some of {list(models)}, under one of '
+                             f'{list(protocols)}; got {list(subset)}.')
     runs: Dict[str, Run] = {}
     table: Dict[str, Dict[int, Dict[str, List[Run]]]] = {}
     ablation: Dict[str, Run] = {}
@@ -313,10 +343,11 @@ def plan(options_dir: Path, train_dir: Path, preset: Preset, models: List[str], 
         for scale in preset.scales:
             first = Setting(protocol, 0, degradation, val_dir)
             stereo = stereo_run(options_dir, train_dir, scale, preset, first)
-            rows: Dict[str, List[Run]] = {m: [] for m in models}
+            trained = [m for m in models if m in (protocol_models or {}).get(protocol, models)]
+            rows: Dict[str, List[Run]] = {m: [] for m in trained}
             for seed in range(max(counts.values(), default=seeds)):
                 setting = Setting(protocol, seed, degradation, val_dir)
-                for m in [m for m in models if seed < counts[m]]:
+                for m in [m for m in trained if seed < counts[m]]:
                     rows[m].append(sr_run(options_dir, m, train_dir, scale, preset, stereo, setting))
             table.setdefault(protocol, {})[scale] = rows
             group = [run for seeded in rows.values() for run in seeded]
