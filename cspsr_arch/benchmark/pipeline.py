@@ -58,9 +58,9 @@ DESCRIPTIONS = {
     'NAFSSR': 'stereo SR (Chu et al., CVPRW 2022): NAFNet blocks on both views with stereo cross-attention, the LR '
               'NIR as the right view.',
     'MASASR': 'reference-based SR (Lu et al., CVPR 2021): the bicubic-upscaled right-view NIR as the reference, '
-              'matched coarse to fine.',
+              'matched coarse to fine (cvm none: the NIR as given; learned: aligned by the learned CVM first).',
     'CMSR': 'multi-modal SR (Shacht et al., CVPR 2021): guided by the bicubic-upscaled right-view NIR, aligned by '
-            'its own learned deformation.',
+            'its own learned deformation (after the learned CVM with cvm learned).',
     'CMSR_HRNIR': 'CMSR guided by the HR NIR (the CSPSR paper\'s upper bound row).',
     'SMSR': 'VIS only (Wang et al., CVPR 2021): sparse spatial and channel masks, hard at test time.',
     'NLSN': 'VIS only (Mei et al., CVPR 2021): EDSR with non-local sparse attention (LSH buckets).',
@@ -121,6 +121,20 @@ def _cost(net: dict, scale: int, runs: int, cache: Path, what: str) -> dict:
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({'network_g': net, 'figures': figures}))
     return figures
+
+
+def _shown(network: dict) -> dict:
+    """A run's network options for the report, with the cross-view matching spelled out where the arch has one
+    (its class default when the options leave it out: which NIR a guided network takes)."""
+    import inspect
+
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    from cspsr_arch.benchmark.runs import network_cvm
+    shown = plain(network)
+    if 'cvm' not in shown and 'cvm' in inspect.signature(ARCH_REGISTRY.get(network['type'])).parameters:
+        shown['cvm'] = network_cvm(network)
+    return shown
 
 
 def profile_networks(plan, preset, out_dir: Path) -> dict:
@@ -252,7 +266,7 @@ def run_benchmark(preset, name: str, out: Path, models: Sequence[str], ablations
         'external': {name: str(path) for name, path in (external or {}).items()},
         'models': {row: {'model_type': runs[0].opt['model_type'], 'network_g': plain(runs[0].opt['network_g']),
                          'description': DESCRIPTIONS.get(row, '') + ' Here: ' + ', '.join(
-                             f'{k} {v}' for k, v in plain(runs[0].opt['network_g']).items() if k not in HIDDEN_KEYS)
+                             f'{k} {v}' for k, v in _shown(runs[0].opt['network_g']).items() if k not in HIDDEN_KEYS)
                          + '.'} for row, runs in first.items()},
         'results': results, 'stereo': stereo, 'ablation': ablation,
         'profile': profile_networks(plan, preset, root),

@@ -65,9 +65,11 @@ def build(network_opt: Dict[str, object]) -> Tuple[torch.nn.Module, bool]:
     """
     import cspsr_arch  # noqa: F401  (registers CSPSR, HAT)
     from basicsr.utils.registry import ARCH_REGISTRY
+
+    from cspsr_arch.infer.vis_only import reads_nir
     opt = dict(network_opt)
     arch = opt.pop('type')
-    return ARCH_REGISTRY.get(arch)(**opt), arch == 'CSPSR'
+    return ARCH_REGISTRY.get(arch)(**opt), reads_nir(arch)  # CSPSR and every NIR-guided comparison network
 
 
 def inputs(cross_spectral: bool, lr_hw: Tuple[int, int], device: torch.device, nir_scale: int = 1) -> tuple:

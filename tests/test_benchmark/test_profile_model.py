@@ -101,3 +101,16 @@ def test_the_cost_table_shows_half_precision_or_says_why_not():
     some = _profile_table({'profile': {**base, 'scales': {'x4': {'EDSR': {**figures, 'latency_cpu_half_s': 0.04}}}}})
     assert '| model | params (M) | GFLOPs | CPU latency (s) | CPU bf16 (s) | peak memory (MB) |' in some
     assert '| EDSR | 0.200 | 1.0 | 0.100 | 0.040 | 50 |' in some
+
+
+def test_every_nir_guided_network_is_profiled_with_its_nir_and_the_others_without():
+    """The benchmark's cost rows of the comparison networks: each called as it takes its inputs."""
+    import torch
+
+    from cspsr_arch.benchmark.profile import profile
+    tiny = {'ENLCNNIR': {'num_feat': 8, 'num_block': 2, 'attn_every': 2}, 'PASSR': {'num_feat': 8},
+            'CMSR': {'num_feat': 8, 'num_layers': 3, 'nir_scale': 4}, 'ENLCN': {'num_feat': 8, 'num_block': 2},
+            'SMSR': {'num_feat': 8, 'num_block': 1, 'squeeze_factor': 4}}
+    for arch, kw in tiny.items():
+        result = profile({'type': arch, 'upscale': 4, **kw}, (8, 12), 1, torch.device('cpu'))
+        assert result['gflops'] > 0 and result['latency_s'] > 0, arch
