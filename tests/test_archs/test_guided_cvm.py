@@ -107,3 +107,6 @@ def test_the_benchmark_gives_a_learned_cvm_the_pretrained_disparity_and_given_it
     assert passr.stereo is None and 'dataroot_disp' not in passr.opt['datasets']['train']
     assert network_cvm({'type': 'CSPSR'}) == 'learned' and network_cvm({'type': 'MASASR'}) == 'none'
     assert network_cvm({'type': 'CSPSR', 'cvm': None}) == 'none' and network_cvm({'type': 'EDSR'}) == 'none'
+    from cspsr_arch.benchmark.pipeline import _shown  # the report says which NIR a guided network took
+    assert _shown({'type': 'MASASR', 'num_feat': 20}) == {'type': 'MASASR', 'num_feat': 20, 'cvm': 'none'}
+    assert _shown(masa.opt['network_g'])['cvm'] == 'learned' and 'cvm' not in _shown({'type': 'EDSR'})
