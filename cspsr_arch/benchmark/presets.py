@@ -183,9 +183,11 @@ CPU = Preset(
                 'squeeze_factor': 8, 'num_feat': 32},
         'PASSR': {'num_feat': 24},  # 0.200 M
         'NAFSSR': {'width': 32, 'num_blocks': 16, 'drop_path_rate': 0.0},  # 0.216 M
-        'MASASR': {'num_feat': 20, 'num_blocks_enc': [2, 2, 2], 'num_blocks_lr': [1, 1, 1], 'num_blocks_x1': 4,
-                   'num_blocks_up': [2, 1]},  # 0.207 M
-        'CMSR': {'num_feat': 58},  # 0.198 M
+        # MASA-SR and CMSR with CSPSR's learned CVM in front (the option files' cvm: learned), counted in, as in
+        # CSPSR's 0.215 M: 0.215 M and 0.209 M
+        'MASASR': {'num_feat': 18, 'num_blocks_enc': [2, 2, 2], 'num_blocks_lr': [1, 1, 1], 'num_blocks_x1': 4,
+                   'num_blocks_up': [2, 1]},
+        'CMSR': {'num_feat': 52},
         # 0.216 M; tau_steps = iters: its Gumbel temperature reaches its floor at 60 % of them, as in the option files
         'SMSR': {'num_feat': 32, 'num_block': 4, 'squeeze_factor': 8, 'tau_steps': 4000},
         'NLSN': {'num_feat': 32, 'num_block': 8},  # 0.240 M: EDSR's size and 2 attention blocks

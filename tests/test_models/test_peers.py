@@ -67,9 +67,16 @@ def test_the_option_files_build_the_paper_size_peers(row):
     assert reads_nir(arch) and opt['model_type'] == 'CSPSRModel' and 'cssc_opt' not in opt['train']
     with torch.device('meta'):  # paper sizes without allocating their weights
         net = ARCH_REGISTRY.get(arch)(**net_opt)
-    params = sum(p.numel() for p in net.parameters()) / 1e6
+    # the paper's network; the guide-image networks also carry CSPSR's learned CVM in front, as the paper aligns
+    # their NIR by cross-spectral stereo matching first
+    params = sum(p.numel() for n, p in net.named_parameters() if not n.startswith('cvm_net.')) / 1e6
     assert params == pytest.approx({'PASSR': 1.42, 'NAFSSR': 1.56, 'MASASR': 4.03, 'CMSR': 0.24,
                                     'CMSR_HRNIR': 0.24}[row], rel=0.05)
+    assert net.cvm == ('learned' if row in ('MASASR', 'CMSR', 'CMSR_HRNIR') else 'none')
+    if net.cvm == 'learned':  # the pre-trained disparity network of the protocol, and its range
+        assert opt['path']['pretrain_network_disp'].endswith('CrossSpectralStereo_x4_RGBNIRStereo/models/'
+                                                             'net_g_latest.pth')
+        assert net.cvm_net.max_disp == 24
     nir_scale = opt['network_g'].get('nir_scale', 1)
     assert all(d.get('nir_scale', 1) == nir_scale for d in opt['datasets'].values())
 
@@ -152,9 +159,13 @@ def test_the_benchmark_plans_the_peers_near_the_cpu_networks_size(tmp_path):
         check_options(dict(opt, is_train=True))  # the strict checker: every key one the code reads
         net_opt = dict(opt['network_g'])
         net = ARCH_REGISTRY.get(net_opt.pop('type'))(**net_opt)
-        assert 0.19e6 < sum(p.numel() for p in net.parameters()) < 0.22e6, row
+        assert 0.19e6 < sum(p.numel() for p in net.parameters()) < 0.22e6, row  # a CVM in front counted in
         assert opt['datasets']['train'].get('nir_scale', 1) == (4 if row == 'CMSR_HRNIR' else 1)
-    assert not any(r.model == 'stereo' for r in runs.runs)  # no cross-view matching to pre-train
+    # the guide-image networks align their NIR by the pre-trained CVM (as CSPSR); the stereo SR networks take the pair
+    stereo = [r for r in runs.runs if r.model == 'stereo']
+    assert [r.name for r in stereo] == ['stereo_x4']
+    rows = runs.table['bicubic'][4]
+    assert {row for row in PEER_MODELS if rows[row][0].stereo == 'stereo_x4'} == {'MASASR', 'CMSR', 'CMSR_HRNIR'}
 
 
 def test_the_validation_after_training_is_labelled_with_the_last_iteration(split, monkeypatch):
