@@ -20,7 +20,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -33,25 +33,29 @@ LOG_FORMAT = '%(asctime)s %(levelname)s: %(message)s'
 
 
 class _ProgressHandler(logging.Handler):
-    """Moves a tqdm bar to the iteration of BasicSR's log lines."""
+    """Moves a tqdm bar to the iteration of BasicSR's log lines, and calls ``on_progress`` (if any) at each."""
 
-    def __init__(self, bar) -> None:
+    def __init__(self, bar, on_progress: Optional[Callable[[], None]] = None) -> None:
         super().__init__(logging.INFO)
-        self.bar = bar
+        self.bar, self.on_progress = bar, on_progress
 
     def emit(self, record: logging.LogRecord) -> None:
         match = ITER_RE.search(record.getMessage())
         if match:
             self.bar.n = min(int(match.group(1).replace(',', '')), self.bar.total)
             self.bar.refresh()
+            if self.on_progress is not None:
+                self.on_progress()
 
 
-def setup_logger(log_file: Path, bar=None) -> logging.Logger:
+def setup_logger(log_file: Path, bar=None, on_progress: Optional[Callable[[], None]] = None) -> logging.Logger:
     """(Re)initialise BasicSR's ``basicsr`` logger: a log file and a progress bar (if any), no console output.
 
     Args:
         log_file: Log file (appended to).
         bar: tqdm bar moved to the iteration of the training log lines, or None.
+        on_progress: Called at each training log line (with a bar): the run's wall time is saved there, so a
+            process killed without clean-up (SIGKILL, a machine restart) loses at most one log interval of it.
     """
     from basicsr.utils import logger as basicsr_logger
     logger = logging.getLogger('basicsr')
@@ -62,7 +66,7 @@ def setup_logger(log_file: Path, bar=None) -> logging.Logger:
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger.addHandler(file_handler)
     if bar is not None:
-        logger.addHandler(_ProgressHandler(bar))
+        logger.addHandler(_ProgressHandler(bar, on_progress))
     logger.setLevel(logging.INFO)
     logger.propagate = False
     basicsr_logger.initialized_logger['basicsr'] = True  # get_root_logger returns it as it is
@@ -216,14 +220,18 @@ def _train(run: Run, root: Path, data: str, position: int) -> dict:
     iters = run.opt['train']['total_iter']
     with tqdm(total=iters, desc=f'train {run.name}', unit='it', position=position, leave=True,
               dynamic_ncols=True) as bar:
-        setup_logger(root / 'logs' / f'{run.name}.log', bar)
-        start = time.perf_counter()
+        start, before = time.perf_counter(), partial['wall_s']
+
+        def save() -> dict:  # the time of the earlier processes of this run, and of this one so far
+            state = {'wall_s': before + time.perf_counter() - start, 'options': plain(run.opt), 'data': data}
+            partial_file.write_text(json.dumps(state))
+            return state
+
+        setup_logger(root / 'logs' / f'{run.name}.log', bar, on_progress=save)
         try:
             basicsr_run('train', ['-opt', str(opt_file), '--auto_resume'], root_path=str(root))
         finally:
-            partial = {'wall_s': partial['wall_s'] + time.perf_counter() - start, 'options': plain(run.opt),
-                       'data': data}
-            partial_file.write_text(json.dumps(partial))
+            partial = save()
         bar.n = iters
         bar.refresh()
     setup_logger(root / 'logs' / 'benchmark.log')  # detach the closed bar

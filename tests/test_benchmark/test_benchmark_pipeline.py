@@ -350,3 +350,30 @@ def test_models_can_have_their_own_number_of_seeds(tmp_path):
                            str(tmp_path / 'out'), '--models', 'EDSR', '--seeds-of', 'HAT=1'],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and '--seeds-of' in proc.stderr and not (tmp_path / 'out').exists()
+
+
+def test_the_wall_time_is_saved_at_each_log_line_so_a_killed_run_keeps_it(tmp_path, monkeypatch):
+    """A training process killed without clean-up (SIGKILL, a restart) must not lose the run's earlier time."""
+    import logging
+    import time
+
+    from cspsr_arch.benchmark import training
+    from cspsr_arch.engine import pipeline as engine
+    opt = {'train': {'total_iter': 10}}
+    run = Run('EDSR_x4', 'EDSR', 4, opt)
+    (tmp_path / 'experiments' / 'EDSR_x4').mkdir(parents=True)
+    (tmp_path / 'logs').mkdir()
+    partial = tmp_path / 'logs' / 'EDSR_x4.time.json'
+    partial.write_text(json.dumps({'wall_s': 100.0, 'options': opt, 'data': 'd'}))  # an earlier process's time
+    seen = []
+
+    def killed_after_one_log_line(*args, **kwargs):
+        time.sleep(0.05)
+        logging.getLogger('basicsr').info('[epoch:  0, iter:       5, lr:(1.000e-03,)] [eta: 0:00:01] l_pix: 1e-02')
+        seen.append(json.loads(partial.read_text())['wall_s'])  # what a SIGKILL now would leave
+        raise RuntimeError('killed')
+
+    monkeypatch.setattr(engine, 'run', killed_after_one_log_line)
+    with pytest.raises(RuntimeError, match='killed'):
+        training._train(run, tmp_path, 'd', 0)
+    assert seen and 100.05 <= seen[0] < 110
