@@ -239,12 +239,15 @@ class SpatialAdaptation(nn.Module):
     remapping: the Ref features take the LR features' mean and standard deviation, channel by channel.
 
     Choices where the paper is silent: the standard deviations are population ones (the release takes the
-    unbiased one for the LR features and InstanceNorm's population one for the Ref), so the remapped features
-    have exactly the LR features' standard deviation; ``eps`` 1e-5 (InstanceNorm's) on the Ref variance only.
+    unbiased one for the LR features and InstanceNorm's population one for the Ref); ``eps`` 1e-5
+    (InstanceNorm's) on both variances, so the remapped features have the LR features' standard deviation to
+    within ``eps``. The release has none on the LR side; there a channel that is constant over the image (a
+    ReLU channel that has died) has a zero standard deviation, whose square root has an infinite gradient: with
+    the learned CVM in front, training at lr 1e-3 produced NaN at iteration 132.
 
     Args:
         num_feat (int): Channels C.
-        eps (float): Added to the Ref variance before its square root. Default: 1e-5.
+        eps (float): Added to both variances before their square roots. Default: 1e-5.
     """
 
     def __init__(self, num_feat: int, eps: float = 1e-5) -> None:
@@ -260,7 +263,7 @@ class SpatialAdaptation(nn.Module):
     def forward(self, lr: Tensor, ref: Tensor) -> Tensor:
         """``ref`` (n, C, H, W) with the statistics of ``lr`` (n, C, H, W), adapted per pixel."""
         style = self.shared(torch.cat([lr, ref], dim=1))
-        lr_mean, lr_std = channel_stats(lr)
+        lr_mean, lr_std = channel_stats(lr, self.eps)
         ref_mean, ref_std = channel_stats(ref, self.eps)
         return (ref - ref_mean) / ref_std * (lr_std + self.gamma(style)) + lr_mean + self.beta(style)
 

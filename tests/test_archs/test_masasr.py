@@ -195,12 +195,24 @@ def test_spatial_adaptation_remaps_the_statistics_by_hand():
     with torch.no_grad():
         out = sam(lr, ref)
     eps = 1e-5
-    want0 = 4 + 5**0.5 / (1 + eps)**0.5 * torch.tensor([[-1., 1.], [1., -1.]])
-    want1 = -0.5 + 0.75**0.5 / (3 + eps)**0.5 * torch.tensor([[-1., -1.], [-1., 3.]])
+    want0 = 4 + (5 + eps)**0.5 / (1 + eps)**0.5 * torch.tensor([[-1., 1.], [1., -1.]])
+    want1 = -0.5 + (0.75 + eps)**0.5 / (3 + eps)**0.5 * torch.tensor([[-1., -1.], [-1., 3.]])
     assert torch.allclose(out[0, 0], want0, atol=1e-6) and torch.allclose(out[0, 1], want1, atol=1e-6)
     var, mean = torch.var_mean(out, dim=(2, 3), correction=0)
     assert torch.allclose(mean, torch.tensor([[4., -0.5]]), atol=1e-6)
     assert torch.allclose(var, torch.tensor([[5., 0.75]]), atol=1e-4)
+
+
+def test_a_constant_feature_channel_keeps_the_gradients_finite():
+    """A dead ReLU channel (constant over the image) has zero variance: without eps on the LR side its square
+    root's gradient is infinite and training turns to NaN."""
+    sam = SpatialAdaptation(2)
+    lr = torch.rand(1, 2, 4, 4)
+    lr[:, 1] = 0.0  # a dead channel
+    lr.requires_grad_(True)
+    ref = torch.rand(1, 2, 4, 4, requires_grad=True)
+    sam(lr, ref).square().sum().backward()
+    assert torch.isfinite(lr.grad).all() and torch.isfinite(ref.grad).all()
 
 
 @pytest.mark.parametrize('nir_scale', [1, 2, 4])
