@@ -7,13 +7,12 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
 from cspsr_arch.archs.branch import ShallowBranch, ShuffleHead
-from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
+from cspsr_arch.archs.cross_view import (build_cvm_net, check_given_disparity, cvm_mode, learned_disparity,
+                                         warp_nir_to_left)
 from cspsr_arch.archs.dmf import DMF
-from cspsr_arch.archs.hr_nir import (check_nir_scale, guide_on_lr_grid, nir_on_lr_grid, nir_skip_phases,
-                                     warp_fine_nir)
+from cspsr_arch.archs.hr_nir import check_nir_scale, guide_on_lr_grid, nir_skip_phases
 from cspsr_arch.archs.warp import WarpToLeft
 
-CVM_MODES = ('learned', 'given', 'none')
 BRANCH_MODES = ('dual', 'vis', 'concat')
 
 
@@ -120,9 +119,7 @@ class CSPSR(nn.Module):
                  channel_pool: str = 'normalised',
                  nir_scale: int = 1) -> None:
         super().__init__()
-        cvm = 'none' if cvm is None else cvm  # BasicSR's --force_yml turns 'none' into None
-        if cvm not in CVM_MODES:
-            raise ValueError(f'cvm must be one of {CVM_MODES}, got {cvm!r}.')
+        cvm = cvm_mode(cvm)
         if branches not in BRANCH_MODES:
             raise ValueError(f'branches must be one of {BRANCH_MODES}, got {branches!r}.')
         if upscale not in (2, 3, 4):
@@ -133,9 +130,7 @@ class CSPSR(nn.Module):
         self.num_in_ch, self.num_nir_ch = num_in_ch, num_nir_ch
         self.upscale, self.cvm, self.global_skip, self.branches = upscale, cvm, global_skip, branches
         if cvm == 'learned':
-            if num_nir_ch != 1:
-                raise ValueError(f"cvm='learned' matches a single-channel NIR image, got num_nir_ch={num_nir_ch}.")
-            self.cvm_net = CrossSpectralStereoNet(num_in_ch, min_disp=min_disp, max_disp=max_disp)
+            self.cvm_net = build_cvm_net(num_in_ch, num_nir_ch, min_disp, max_disp)
         if cvm != 'none':  # a module without weights: a forward hook on it sees the warped NIR and its mask
             self.warp_nir = WarpToLeft()
         guide_ch = (num_nir_ch + 1) * nir_scale * nir_scale  # NIR + validity mask of the warp, unshuffled to LR
@@ -172,12 +167,7 @@ class CSPSR(nn.Module):
                              f'this network has nir_scale={f}, so the NIR must be nir_scale times the VIS size, '
                              f'{f * lq.size(2)}x{f * lq.size(3)} (HxW) for a {lq.size(2)}x{lq.size(3)} VIS.')
         if self.cvm == 'given':
-            if disp is None:
-                raise ValueError("CSPSR(cvm='given') needs the left disparity: forward(lq, lq_nir, disp). Use a data "
-                                 "set with disparity (dataroot_disp) or build the network with cvm='learned'.")
-            if disp.shape != (lq.size(0), 1, lq.size(2), lq.size(3)):
-                raise ValueError(f'Disparity must be (n, 1, h, w) at the LR size {tuple(lq.shape[-2:])}, '
-                                 f'got {tuple(disp.shape)}.')
+            check_given_disparity('CSPSR', lq, disp)
 
     def match(self, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor],
               disp_r: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
@@ -187,9 +177,7 @@ class CSPSR(nn.Module):
         (:func:`~cspsr_arch.archs.hr_nir.nir_on_lr_grid`).
         """
         if self.cvm == 'learned':
-            nir_lr = lq_nir if self.nir_scale == 1 else nir_on_lr_grid(lq_nir, tuple(lq.shape[-2:]))
-            disp_l, disp_r, _ = self.cvm_net(lq, nir_lr)
-            return disp_l, disp_r
+            return learned_disparity(self.cvm_net, lq, lq_nir, self.nir_scale)
         if self.cvm == 'given':
             return disp, disp_r
         zeros = lq_nir.new_zeros(lq_nir.size(0), 1, *lq.shape[-2:])
@@ -215,10 +203,8 @@ class CSPSR(nn.Module):
         disp_l, disp_r = self.match(lq, lq_nir, disp, disp_r)
         if self.cvm == 'none':
             nir, valid = lq_nir, torch.ones_like(lq_nir[:, :1])
-        elif self.nir_scale == 1:
-            nir, valid = self.warp_nir(lq_nir, disp_l)
         else:
-            nir, valid = warp_fine_nir(self.warp_nir, lq_nir, disp_l)
+            nir, valid = warp_nir_to_left(self.warp_nir, lq_nir, disp_l, self.nir_scale)
         if self.nir_scale != 1:
             return self._forward_fine_nir(lq, nir, valid, disp_l, disp_r)
         nir_sr = None

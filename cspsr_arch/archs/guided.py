@@ -29,9 +29,9 @@ from typing import Optional, Tuple
 
 from torch import Tensor, nn
 
-from cspsr_arch.archs.cross_spectral_stereo_arch import CrossSpectralStereoNet
-from cspsr_arch.archs.cspsr_arch import CVM_MODES, CSPSROutput
-from cspsr_arch.archs.hr_nir import nir_on_lr_grid, warp_fine_nir
+from cspsr_arch.archs.cross_view import (build_cvm_net, check_given_disparity, cvm_mode, learned_disparity,
+                                         warp_nir_to_left)
+from cspsr_arch.archs.cspsr_arch import CSPSROutput
 from cspsr_arch.archs.warp import WarpToLeft
 
 
@@ -56,14 +56,9 @@ class GuidedSR(nn.Module):
     def __init__(self, upscale: int, nir_scale: int = 1, num_in_ch: int = 3, num_nir_ch: int = 1,
                  cvm: Optional[str] = 'none', max_disp: int = 24, min_disp: int = 0) -> None:
         super().__init__()
-        cvm = 'none' if cvm is None else cvm  # BasicSR's --force_yml turns 'none' into None
-        if cvm not in CVM_MODES:
-            raise ValueError(f'cvm must be one of {CVM_MODES}, got {cvm!r}.')
-        self.cvm = cvm
+        self.cvm = cvm = cvm_mode(cvm)
         if cvm == 'learned':
-            if num_nir_ch != 1:
-                raise ValueError(f"cvm='learned' matches a single-channel NIR image, got num_nir_ch={num_nir_ch}.")
-            self.cvm_net = CrossSpectralStereoNet(num_in_ch, min_disp=min_disp, max_disp=max_disp)
+            self.cvm_net = build_cvm_net(num_in_ch, num_nir_ch, min_disp, max_disp)
         if cvm != 'none':  # no weights; a forward hook on it sees the aligned NIR
             self.warp_nir = WarpToLeft()
         if isinstance(nir_scale, bool) or not isinstance(nir_scale, int) or nir_scale < 1 or upscale % nir_scale:
@@ -96,19 +91,12 @@ class GuidedSR(nn.Module):
         """
         if self.cvm == 'none':
             return lq_nir, None, None
-        size = tuple(lq.shape[-2:])
         if self.cvm == 'learned':
-            disp_l, disp_r, _ = self.cvm_net(lq, lq_nir if self.nir_scale == 1 else nir_on_lr_grid(lq_nir, size))
+            disp_l, disp_r = learned_disparity(self.cvm_net, lq, lq_nir, self.nir_scale)
         else:
-            if disp is None:
-                raise ValueError(f"{type(self).__name__}(cvm='given') needs the left disparity: forward(lq, lq_nir, "
-                                 "disp). Use a data set with disparity (dataroot_disp) or build it with "
-                                 "cvm='learned'.")
-            if tuple(disp.shape) != (lq.size(0), 1, *size):
-                raise ValueError(f'Disparity must be (n, 1, h, w) at the LR size {size}, got {tuple(disp.shape)}.')
+            check_given_disparity(type(self).__name__, lq, disp)
             disp_l = disp
-        warped = self.warp_nir(lq_nir, disp_l) if self.nir_scale == 1 else warp_fine_nir(self.warp_nir, lq_nir, disp_l)
-        return warped[0], disp_l, disp_r
+        return warp_nir_to_left(self.warp_nir, lq_nir, disp_l, self.nir_scale)[0], disp_l, disp_r
 
     def output(self, sr: Tensor, lq: Tensor, disp_l: Optional[Tensor] = None,
                disp_r: Optional[Tensor] = None) -> CSPSROutput:

@@ -212,7 +212,8 @@ def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, pr
     opt['network_g'], opt['train'] = network, train
     opt['manual_seed'] = int(source.get('manual_seed') or 0) + setting.seed
     src_train = source['datasets']['train']
-    given, learned = network_cvm(network) == 'given', network_cvm(network) == 'learned'
+    cvm = network_cvm(network)
+    given, learned = cvm == 'given', cvm == 'learned'
     nir_scale = network_nir_scale(network)
     opt['datasets'] = {'train': dataset_options(train_dir, scale, 'train', preset.gt_size or src_train['gt_size'],
                                                 preset.batch or src_train['batch_size_per_gpu'], preset.num_worker,
