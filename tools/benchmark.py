@@ -43,8 +43,8 @@ from cspsr_arch.benchmark.pipeline import run_benchmark
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line entry point."""
-    from cspsr_arch.benchmark.presets import (EXTRA_MODELS, PEER_MODELS, PRESETS, SINGLE_IMAGE_MODELS, SR_MODELS,
-                                              with_networks)
+    from cspsr_arch.benchmark.presets import (EXTRA_MODELS, PEER_MODELS, PRESETS, ROW_MODELS, SINGLE_IMAGE_MODELS,
+                                              SR_MODELS, VARIANT_MODELS, with_networks)
     from cspsr_arch.errors import CSPSRInputError
     from cspsr_arch.benchmark.external import parse_external
     from cspsr_arch.helptext import split_doc
@@ -56,9 +56,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--name', default=None, help='benchmark name (folder under --out); default: the preset name')
     p.add_argument('--out', default='results/benchmark', help='where benchmarks go (default: results/benchmark)')
     p.add_argument('--models', nargs='+', default=None, metavar='MODEL',
-                   choices=[*SR_MODELS, *EXTRA_MODELS, *PEER_MODELS, *SINGLE_IMAGE_MODELS],
+                   choices=ROW_MODELS,
                    help=f'models of the main table, among {", ".join(SR_MODELS)} (default: all, and CSPSR_given if '
-                   f'the preset has it), {", ".join(EXTRA_MODELS)}, the prior-guided peers {", ".join(PEER_MODELS)} '
+                   f'the preset has it), {", ".join(EXTRA_MODELS)}, the named CSPSR variants '
+                   f'{", ".join(VARIANT_MODELS)}, the prior-guided peers {", ".join(PEER_MODELS)} '
                    f'and the further single-image networks {", ".join(SINGLE_IMAGE_MODELS)}')
     p.add_argument('--ablations', action='store_true', help='also train the Table 4 variants (x4)')
     p.add_argument('--real', default=str(DEFAULT_REAL), help=f'folder of real *_rgb/*_nir pairs (default: {DEFAULT_REAL})')

@@ -78,8 +78,10 @@ class CSPSR(nn.Module):
         global_skip (bool): Add the bicubic upsampled input to each output. Default: True.
         branches (str): ``'dual'`` (CSPSR), ``'vis'`` (single branch, VIS only) or ``'concat'`` (single
             branch on the VIS image concatenated with the NIR and its validity mask). Default: ``'dual'``.
-        vis_path (str): VIS side of each DMF: ``'fused'`` (paper) or ``'residual_block'`` (a VIS residual
-            block plus the fused features, see :class:`~cspsr_arch.archs.dmf.DMF`). Default: ``'fused'``.
+        vis_path (str): VIS side of each DMF: ``'fused'`` (paper), ``'residual_block'`` (a VIS residual
+            block plus the fused features) or ``'additive'`` (the same, the fused features scaled per channel
+            from zero, NAFSSR's form: the network starts as the VIS-only one); see
+            :class:`~cspsr_arch.archs.dmf.DMF`. Default: ``'fused'``.
         channel_pool (str): Features CSFT's channel gates pool: ``'normalised'`` (paper) or ``'raw'`` (before
             the normalisation, which otherwise leaves the gates nearly input-independent; see
             :class:`~cspsr_arch.archs.csft.CSFT`). Default: ``'normalised'``.

@@ -9,7 +9,7 @@ from cspsr_arch.archs.csft import CSFT
 from cspsr_arch.archs.dynamic_conv import DynamicConv
 from cspsr_arch.archs.fused_dmf import dyconv_csft
 
-VIS_PATHS = ('fused', 'residual_block')
+VIS_PATHS = ('fused', 'residual_block', 'additive')
 
 
 class ConcatFusion(nn.Module):
@@ -65,14 +65,23 @@ class DMF(nn.Module):
     same depth has two ungated ones; with the separate path, switching off the fusion leaves exactly the
     VIS-only network. It costs one 3x3 convolution more per module (a 1x1 one replaces the fused 3x3 one).
 
+    ``vis_path='additive'`` (not in the paper) lets the NIR in the way NAFSSR lets the other view in (Chu et
+    al., "NAFSSR: Stereo Image Super-Resolution Using NAFNet", CVPRW 2022: each stereo cross-attention adds
+    its output to the view's own features times a per-channel scale that starts at zero):
+    ``F_vis <- ResBlock(F_vis) + beta * conv1x1(act(F'_vis))``, ``beta`` per channel, zero at the start. The
+    network starts as exactly the VIS-only network and takes in the fused NIR features only as far as
+    training finds them worth it. In the paper's form the VIS features are rebuilt from the fused ones in
+    every module from the first step, so the VIS output leans on the NIR whether the NIR helps or not.
+
     Args:
         num_feat (int): Channels C. Default: 64.
         kernel_size (int): Size of the dynamic kernels. Default: 3.
         use_dyconv (bool): Dynamic convolution (True) or an ordinary convolution. Default: True.
         use_csft (bool): CSFT unit (True) or concatenation fusion. Default: True.
         norm (str): Normalisation inside CSFT: ``'batch'``, ``'instance'`` or ``'none'``. Default: ``'batch'``.
-        vis_path (str): ``'fused'`` (paper: the VIS features change only through the fused features) or
-            ``'residual_block'`` (a VIS residual block plus the fused features). Default: ``'fused'``.
+        vis_path (str): ``'fused'`` (paper: the VIS features change only through the fused features),
+            ``'residual_block'`` (a VIS residual block plus the fused features) or ``'additive'`` (the same,
+            the fused features scaled per channel from zero). Default: ``'fused'``.
         channel_pool (str): What CSFT's channel gates pool, see :class:`~cspsr_arch.archs.csft.CSFT`.
             Default: ``'normalised'`` (paper).
     """
@@ -98,6 +107,8 @@ class DMF(nn.Module):
         else:
             self.block_vis = ResidualBlockNoBN(num_feat=num_feat)
             self.conv_vis = nn.Conv2d(num_feat, num_feat, 1)
+        if vis_path == 'additive':
+            self.beta_vis = nn.Parameter(torch.zeros(1, num_feat, 1, 1))
         self.conv_nir = nn.Conv2d(num_feat, num_feat, 1)
 
     def forward(self, feat_vis: Tensor, feat_nir: Tensor) -> Tuple[Tensor, Tensor]:
@@ -110,4 +121,7 @@ class DMF(nn.Module):
         nir = self.act(nir) if torch.is_grad_enabled() else self.act_(nir)  # F'_nir: kept for CSFT's backward pass
         # residuals added in place into the fresh convolution outputs: one feature map less to allocate
         base_vis = feat_vis if self.vis_path == 'fused' else self.block_vis(feat_vis)
-        return self.conv_vis(vis).add_(base_vis), self.conv_nir(nir).add_(feat_nir)
+        update_vis = self.conv_vis(vis)
+        if self.vis_path == 'additive':
+            update_vis = update_vis * self.beta_vis
+        return update_vis.add_(base_vis), self.conv_nir(nir).add_(feat_nir)

@@ -45,13 +45,13 @@ def parse_external(items) -> Dict[str, Path]:
     Args:
         items: The command line's strings.
     """
-    from cspsr_arch.benchmark.presets import EXTRA_MODELS, PEER_MODELS, SINGLE_IMAGE_MODELS, SR_MODELS
+    from cspsr_arch.benchmark.presets import ROW_MODELS
     out: Dict[str, Path] = {}
     for item in items:
         name, equals, path = item.partition('=')
         if not (equals and name and path):
             raise CSPSRInputError(f'--external {item!r}: expected NAME=path.pth, e.g. SwinIR=models/SwinIR_x4.pth.')
-        if name in (*SR_MODELS, *EXTRA_MODELS, *PEER_MODELS, *SINGLE_IMAGE_MODELS, 'bicubic') or name in out:
+        if name in (*ROW_MODELS, 'bicubic') or name in out:
             raise CSPSRInputError(f'--external {item!r}: {name} is already a row of the report; choose another name.')
         if not Path(path).is_file():
             raise CSPSRInputError(f'--external {item!r}: {path} is not a file.')

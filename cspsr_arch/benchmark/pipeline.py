@@ -53,6 +53,9 @@ DESCRIPTIONS = {
     'CSPSR_HRNIR': 'CSPSR given the right-view NIR at the HR size (nir_scale = scale: warped at its own resolution, '
                    'then pixel-unshuffled onto the LR grid): rigs whose NIR camera has the output resolution, and '
                    'an upper bound of what a NIR image can give.',
+    'CSPSR_additive': 'CSPSR whose DMF modules keep a VIS residual block of their own and add the fused NIR features '
+                      'to it times a per-channel scale that starts at zero (vis_path additive, NAFSSR\'s form): it '
+                      'starts as the VIS-only network; sized to CSPSR\'s parameters.',
     'PASSR': 'stereo SR (Wang et al., CVPR 2019): parallax attention between the LR VIS (left view) and the LR NIR '
              '(right view); its attention losses as its paper trains it.',
     'NAFSSR': 'stereo SR (Chu et al., CVPRW 2022): NAFNet blocks on both views with stereo cross-attention, the LR '

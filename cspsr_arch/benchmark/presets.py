@@ -46,6 +46,12 @@ EXTRA_MODELS: Tuple[str, ...] = ('CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_give
 given the NIR at the HR size (``nir_scale`` = scale: rigs whose NIR camera has the output resolution; the
 project's upper bound of what a NIR image can give), and the two together (the HR NIR warped by the
 ground-truth disparity). They take the ``CSPSR`` network options."""
+VARIANT_MODELS: Tuple[str, ...] = ('CSPSR_additive', )
+"""Named CSPSR variants, trained on request (``--models``) from ``options/train_<model>_x<s>.yml`` with the sizes of
+their own entry in a preset's ``networks`` (each sized to CSPSR's parameters): ``CSPSR_additive`` adds the fused
+NIR features to a VIS path of its own, scaled from zero (NAFSSR's form, ``vis_path: additive``)."""
+ROW_MODELS: Tuple[str, ...] = SR_MODELS + EXTRA_MODELS + VARIANT_MODELS + PEER_MODELS + SINGLE_IMAGE_MODELS
+"""Every trained row ``--models`` takes."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,7 @@ QUICK = Preset(
     networks={
         'CSPSR': {'num_feat': 8, 'num_dmf': 2},
         'ConcatNIR': {'num_feat': 8, 'num_dmf': 2},
+        'CSPSR_additive': {'num_feat': 6, 'num_dmf': 2},  # CSPSR's size: its VIS blocks cost parameters
         'EDSR': {'num_feat': 16, 'num_block': 2},
         'RCAN': {'num_feat': 16, 'num_group': 1, 'num_block': 2, 'squeeze_factor': 4},
         'HAT': {'embed_dim': 16, 'depths': [2], 'num_heads': [2], 'window_size': 4, 'compress_ratio': 2,
@@ -177,6 +184,7 @@ CPU = Preset(
     networks={
         'CSPSR': {'num_feat': 32, 'num_dmf': 4},
         'ConcatNIR': {'num_feat': 32, 'num_dmf': 4},
+        'CSPSR_additive': {'num_feat': 28, 'num_dmf': 4},  # 0.212 M against CSPSR's 0.215 M
         'EDSR': {'num_feat': 32, 'num_block': 8},
         'RCAN': {'num_feat': 32, 'num_group': 2, 'num_block': 4, 'squeeze_factor': 8},
         'HAT': {'embed_dim': 32, 'depths': [2, 2], 'num_heads': [4, 4], 'window_size': 8, 'compress_ratio': 4,
@@ -230,7 +238,7 @@ def with_networks(preset: Preset, items: Sequence[str]) -> Preset:
         model, dot, key = target.partition('.')
         if not (equals and dot and model and key):
             raise CSPSRInputError(f'--network {item!r}: expected MODEL.KEY=VALUE, e.g. CSPSR.norm=instance.')
-        known = SR_MODELS + PEER_MODELS + tuple(m for m in SINGLE_IMAGE_MODELS if m not in SIZE_SOURCE)
+        known = SR_MODELS + VARIANT_MODELS + PEER_MODELS + tuple(m for m in SINGLE_IMAGE_MODELS if m not in SIZE_SOURCE)
         if model not in known:
             raise CSPSRInputError(f'--network {item!r}: unknown model {model!r}, expected one of '
                                   f'{", ".join(known)} ({" and ".join(EXTRA_MODELS)} use the CSPSR options, '
