@@ -16,6 +16,11 @@ measurements say *where* the NIR's contribution is lost, for a checkpoint or for
   features (``|F_vis,out - F_vis,in| / |F_vis,in|``), and the dynamic kernels' mean centre-tap weight
   (1: the identity filter, the NIR features pass unchanged) and mean normalised entropy (0: one tap,
   1: uniform smoothing).
+* :func:`cross_view_update`: how large the term that brings the other view into the VIS features is against
+  the VIS features it is added to (ratio of root mean squares, mean over the modules): NAFSSR's
+  stereo cross-attention output times its scale against the left features; CSPSR's fused update against
+  the VIS features (``vis_path: fused``: the update also carries the VIS term, so it bounds the NIR's part
+  from above) or against the VIS residual block's output (``residual_block``, ``additive``).
 
 The input is one validation batch (never the test split). Formulas are those of
 :class:`~cspsr_arch.archs.dmf.DMF`, :class:`~cspsr_arch.archs.csft.CSFT` and
@@ -36,6 +41,8 @@ from torch import Tensor, nn
 from cspsr_arch.archs.csft import CSFT
 from cspsr_arch.archs.cspsr_arch import CSPSR
 from cspsr_arch.archs.dynamic_conv import DynamicConv, apply_pixel_kernels
+from cspsr_arch.archs.nafssr_arch import SCAM
+from cspsr_arch.infer.vis_only import reads_nir
 
 NIR_BRANCH_PREFIXES = ('branch_nir.', 'head_nir.')
 """Parameters of CSPSR's NIR branch outside the DMF modules (inside: ``dyconv`` and ``conv_nir``)."""
@@ -46,7 +53,7 @@ def _bare(net: nn.Module) -> nn.Module:
 
 
 def _forward_sr(net: nn.Module, lq: Tensor, lq_nir: Optional[Tensor], disp: Optional[Tensor]) -> Tensor:
-    """The VIS output of a CSPSR-family network (``lq_nir`` given) or of a VIS-only network."""
+    """The VIS output of a NIR-guided network (``lq_nir`` given: CSPSR and the peers) or of a VIS-only network."""
     if lq_nir is None:
         return net(lq)
     return net(lq, lq_nir, disp).sr
@@ -172,6 +179,45 @@ def fusion_statistics(net: nn.Module, lq: Tensor, lq_nir: Tensor, disp: Optional
     return [dmf_statistics(dmf, *args) for dmf, args in zip(bare.dmfs, inputs)]
 
 
+def _rms_ratio(update: Tensor, base: Tensor) -> float:
+    return float(update.pow(2).mean().sqrt() / base.pow(2).mean().sqrt().clamp_min(1e-12))
+
+
+def cross_view_update(net: nn.Module, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor] = None) -> Optional[float]:
+    """RMS of the cross-view term added to the VIS features over the RMS of what it is added to, mean over the
+    modules (see the module docstring), on one forward pass; None for a network without such modules.
+
+    Args:
+        net: A NAFSSR or a dual-branch CSPSR with the dynamic convolution and CSFT.
+        lq: LR VIS input.
+        lq_nir: LR NIR input.
+        disp: Left disparity for ``cvm='given'``.
+    """
+    bare = _bare(net)
+    if isinstance(bare, CSPSR):
+        if bare.branches != 'dual':
+            return None
+        modules = list(bare.dmfs)
+    else:
+        modules = [m for m in bare.modules() if isinstance(m, SCAM)]
+    if not modules:
+        return None
+    ratios: List[float] = []
+
+    def measure(module: nn.Module, args: tuple, out: tuple) -> None:
+        base = args[0] if isinstance(module, SCAM) or module.vis_path == 'fused' else module.block_vis(args[0])
+        ratios.append(_rms_ratio(out[0] - base, base))
+
+    hooks = [m.register_forward_hook(measure) for m in modules]
+    try:
+        with torch.no_grad():
+            bare(lq, lq_nir, disp)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return float(sum(ratios) / len(ratios))
+
+
 def summarise(per_module: List[Dict[str, float]]) -> Dict[str, float]:
     """The mean of each statistic over the DMF modules."""
     return {key: float(sum(m[key] for m in per_module) / len(per_module)) for key in per_module[0]}
@@ -191,22 +237,28 @@ def diagnose(net: nn.Module, batches: List[dict]) -> Dict[str, float]:
     """Every measurement of this module for one network, averaged over batch-1 samples.
 
     Args:
-        net: A trained network in ``eval()`` mode: a :class:`CSPSR` (any variant) or a VIS-only network.
+        net: A trained network in ``eval()`` mode: a :class:`CSPSR` (any variant), a NIR-guided peer or a VIS-only
+            network.
         batches: Samples of the validation split (``lq``, ``lq_nir``, ``gt``, and ``disp`` for ``cvm='given'``).
 
     Returns:
-        dict: ``nir_to_vis`` (input gradients); for a dual-branch CSPSR also the parameter gradient shares and,
-        with the dynamic convolution and CSFT, the mean over modules of :func:`dmf_statistics`.
+        dict: ``nir_to_vis`` (input gradients); ``cross_view_update`` for a network that has such modules
+        (:func:`cross_view_update`); for a dual-branch CSPSR also the parameter gradient shares and, with the
+        dynamic convolution and CSFT, the mean over modules of :func:`dmf_statistics`.
     """
     bare = _bare(net)
     dual = isinstance(bare, CSPSR) and bare.branches == 'dual'
     fused = dual and all(isinstance(d.dyconv, DynamicConv) and isinstance(d.fusion, CSFT) for d in bare.dmfs)
+    guided = isinstance(bare, CSPSR) or reads_nir(type(bare).__name__)
     rows = []
     for data in batches:
         lq, gt, disp = data['lq'], data['gt'], data.get('disp')
         # a CSPSR that does not read its NIR (branches='vis') gets no NIR gradient: input_gradient_share gives 0
-        nir = data['lq_nir'] if isinstance(bare, CSPSR) else None
+        nir = data['lq_nir'] if guided else None
         row = {'nir_to_vis': input_gradient_share(net, lq, gt, nir, disp)['nir_to_vis']}
+        update = cross_view_update(net, lq, data['lq_nir'], disp) if guided else None
+        if update is not None:
+            row['cross_view_update'] = update
         if dual:
             share = parameter_gradient_share(net, lq, data['lq_nir'], gt, disp)
             row.update(grad_share_nir_branch=share['nir_branch'], grad_share_cvm=share['cvm'])
@@ -251,8 +303,8 @@ def diagnose_run(run_dir, split, scale: int, max_images: int = 4) -> List[Dict[s
     return rows
 
 
-COLUMNS = ('iter', 'nir_to_vis', 'grad_share_nir_branch', 'grad_share_cvm', 'nir_share', 'vis_change', 'w_s1_mean',
-           'w_s2_mean', 'w_c1_mean', 'w_c2_mean', 'kernel_centre', 'kernel_entropy')
+COLUMNS = ('iter', 'nir_to_vis', 'cross_view_update', 'grad_share_nir_branch', 'grad_share_cvm', 'nir_share',
+           'vis_change', 'w_s1_mean', 'w_s2_mean', 'w_c1_mean', 'w_c2_mean', 'kernel_centre', 'kernel_entropy')
 """Columns of :func:`markdown_table`, in order (those a run lacks are left out)."""
 
 
@@ -268,7 +320,8 @@ def markdown_table(rows: List[Dict[str, float]]) -> str:
 USAGE = """Where does a trained network's NIR contribution go? CSFT gates, dynamic kernels and gradient shares over training.
 
 For every ``models/net_g_<iter>.pth`` of each run, on a few images of a validation split (never the test split):
-the input-gradient ratio NIR / VIS, the share of the VIS loss's gradient on CSPSR's NIR branch and on its
+the input-gradient ratio NIR / VIS, the size of the cross-view term added to the VIS features (CSPSR's
+DMF modules, NAFSSR's cross-attention), the share of the VIS loss's gradient on CSPSR's NIR branch and on its
 cross-view matching, and per DMF module (averaged) the CSFT gates, the NIR term's share of the fused VIS
 feature, the relative change of the VIS features and the dynamic kernels' centre weight and entropy.
 Definitions: :mod:`cspsr_arch.benchmark.nir_use`.

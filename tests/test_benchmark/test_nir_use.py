@@ -161,3 +161,44 @@ def test_the_tool_prints_a_row_per_checkpoint_and_names_a_missing_run(tmp_path, 
     assert [r['iter'] for r in json.loads((tmp_path / 'd.json').read_text())['tiny_x2']] == [7.0]
     assert nir_use.main([str(tmp_path / 'nowhere'), '--split', str(split)]) == 2
     assert 'experiment folder of a training run' in capsys.readouterr().err
+
+
+def _rms(x: torch.Tensor) -> float:
+    return float(x.pow(2).mean().sqrt())
+
+
+def test_cross_view_update_of_nafssr_is_linear_in_its_attention_scale():
+    from cspsr_arch.archs.nafssr_arch import NAFSSR, SCAM
+    torch.manual_seed(4)
+    net = NAFSSR(upscale=2, width=4, num_blocks=1).eval()
+    scam = next(m for m in net.modules() if isinstance(m, SCAM))
+    lq, nir = torch.rand(1, 3, 6, 8), torch.rand(1, 1, 6, 8)
+    assert nir_use.cross_view_update(net, lq, nir) == 0.0  # the scale starts at zero: nothing of the NIR enters
+    with torch.no_grad():
+        scam.gamma_l.fill_(0.5)
+        half = nir_use.cross_view_update(net, lq, nir)
+        scam.gamma_l.fill_(1.0)
+        one = nir_use.cross_view_update(net, lq, nir)
+    assert half > 1e-4 and one == pytest.approx(2 * half, rel=1e-5)
+    stats = nir_use.diagnose(net, [{'lq': lq, 'lq_nir': nir, 'gt': torch.rand(1, 3, 12, 16)}])
+    assert stats['cross_view_update'] == pytest.approx(one, rel=1e-5) and stats['nir_to_vis'] > 0
+
+
+def test_cross_view_update_of_cspsr_against_the_features_it_is_added_to():
+    lq, nir = torch.rand(1, 3, 6, 7), torch.rand(1, 1, 6, 7)
+    torch.manual_seed(0)
+    fused = CSPSR(num_feat=4, num_dmf=1, upscale=2, cvm='none', norm='none').eval()
+    inputs = []
+    fused.dmfs[0].register_forward_pre_hook(lambda _m, args: inputs.append(args))
+    with torch.no_grad():
+        update = nir_use.cross_view_update(fused, lq, nir)
+        feat_vis, feat_nir = inputs[0]
+        expected = _rms(fused.dmfs[0](feat_vis, feat_nir)[0] - feat_vis) / _rms(feat_vis)
+    assert update == pytest.approx(expected, rel=1e-5)
+    additive = _tiny(vis_path='additive')
+    assert nir_use.cross_view_update(additive, lq, nir) == 0.0  # beta starts at zero
+    with torch.no_grad():
+        for dmf in additive.dmfs:
+            dmf.beta_vis.fill_(1.0)
+    assert nir_use.cross_view_update(additive, lq, nir) > 1e-4
+    assert nir_use.cross_view_update(_tiny(branches='vis'), lq, nir) is None
