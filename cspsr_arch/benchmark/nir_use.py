@@ -154,6 +154,18 @@ def dmf_statistics(dmf: nn.Module, feat_vis: Tensor, feat_nir: Tensor) -> Dict[s
     return stats
 
 
+def _hooked_forward(bare: nn.Module, modules, hook, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor],
+                    pre: bool = False) -> None:
+    """One forward pass without gradients with ``hook`` on every module of ``modules`` (a pre-hook with ``pre``)."""
+    handles = [m.register_forward_pre_hook(hook) if pre else m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            bare(lq, lq_nir, disp)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def fusion_statistics(net: nn.Module, lq: Tensor, lq_nir: Tensor, disp: Optional[Tensor] = None) -> List[Dict[str, float]]:
     """:func:`dmf_statistics` of every DMF module of a dual-branch CSPSR, in order, on one forward pass.
 
@@ -168,14 +180,8 @@ def fusion_statistics(net: nn.Module, lq: Tensor, lq_nir: Tensor, disp: Optional
     if not isinstance(bare, CSPSR) or bare.branches != 'dual':
         raise ValueError('fusion_statistics needs a dual-branch CSPSR.')
     inputs: List = []
-    hooks = [dmf.register_forward_pre_hook(lambda _m, args: inputs.append(tuple(a.detach() for a in args)))
-             for dmf in bare.dmfs]
-    try:
-        with torch.no_grad():
-            bare(lq, lq_nir, disp)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _hooked_forward(bare, bare.dmfs, lambda _m, args: inputs.append(tuple(a.detach() for a in args)), lq, lq_nir,
+                    disp, pre=True)
     return [dmf_statistics(dmf, *args) for dmf, args in zip(bare.dmfs, inputs)]
 
 
@@ -188,7 +194,7 @@ def cross_view_update(net: nn.Module, lq: Tensor, lq_nir: Tensor, disp: Optional
     modules (see the module docstring), on one forward pass; None for a network without such modules.
 
     Args:
-        net: A NAFSSR or a dual-branch CSPSR with the dynamic convolution and CSFT.
+        net: A NAFSSR or a dual-branch CSPSR (any other network gives None).
         lq: LR VIS input.
         lq_nir: LR NIR input.
         disp: Left disparity for ``cvm='given'``.
@@ -208,13 +214,7 @@ def cross_view_update(net: nn.Module, lq: Tensor, lq_nir: Tensor, disp: Optional
         base = args[0] if isinstance(module, SCAM) or module.vis_path == 'fused' else module.block_vis(args[0])
         ratios.append(_rms_ratio(out[0] - base, base))
 
-    hooks = [m.register_forward_hook(measure) for m in modules]
-    try:
-        with torch.no_grad():
-            bare(lq, lq_nir, disp)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _hooked_forward(bare, modules, measure, lq, lq_nir, disp)
     return float(sum(ratios) / len(ratios))
 
 
