@@ -102,10 +102,15 @@ def table2_layout(report: dict, label) -> List[str]:
         return []
     columns = _columns(report, 'x4')
     head = ['model'] + [f'{dataset}, {protocol}' for protocol, dataset, _ in columns] + ['paper (RGB-NIR stereo)']
+    # every row of the paper's table keeps its line, "-" where this run has not trained it
+    shown = [row for row in TABLE2_ROWS if row in rows or row in PAPER_TABLE2]
     body = [[label(row)] + [_score(t, row) for _, _, t in columns]
             + ([f'{PAPER_TABLE2[row][0]:.3f} / {PAPER_TABLE2[row][1]:.4f}'] if row in PAPER_TABLE2 else ['-'])
-            for row in rows]
+            for row in shown]
+    missing = [label(row) for row in shown if row not in rows]
     lines = ['**x4**, PSNR (dB) / SSIM', ''] + _table(head, body) + ['']
+    if missing:
+        lines += [f"Not trained in this run (\"-\"): {'; '.join(missing)}.", '']
     for protocol, dataset, table in columns:
         best = next((r['vs_best_vis_only']['reference'] for r in table.values() if 'vs_best_vis_only' in r), None)
         lines += [f'{dataset}, {protocol}: mean per-image PSNR difference (dB, images better) against CSPSR and '

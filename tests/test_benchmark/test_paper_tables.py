@@ -33,6 +33,7 @@ def test_the_three_layouts_carry_our_figures_the_differences_and_the_papers():
     assert '| ENLCN | 26.50 / 0.7000 | 25.440 |' in text  # ours, then the paper's Table 1 figure
     assert '| EDSR | 0.233 / 11.0 | 1.518 / 246.6 |' in text and '| ENLCN | - | 1.536 / 86.2 |' in text
     assert '| PASSR | 26.50 / 0.7000 | 26.751 / 0.7214 |' in text
+    assert '| CMSR | - | 26.040 / 0.6727 |' in text and 'Not trained in this run ("-"): NAFSSR-S; MASA-SR; CMSR; CMSR, HR NIR.' in text
     assert f"against the best VIS-only network here ({label('ENLCN')})" in text
     assert '| PASSR | +0.20 (1/2) | +0.00 (1/2) | -0.50 |' in text
     # the named CSPSR variant is a row of Table 2, with no paper figure: +0.2 and +0.0 dB against CSPSR
