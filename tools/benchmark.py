@@ -23,7 +23,8 @@ trains on real country pairs only (registered by the tool where they were not) a
 12-key test split and on the registered test split: neither split's photographs are trained on.
 
 ``--iters`` and ``--network`` (e.g. ``--name cpu_instance --network CSPSR.norm=instance``) change the preset for
-one benchmark, to try a variant on the same data and budget; the report lists the networks as trained.
+one benchmark, to try a variant on the same data and budget; the report lists the networks as trained. A named
+CSPSR variant with an option file of its own is a row beside CSPSR instead: ``--models CSPSR CSPSR_additive``.
 
 A second process started with the same arguments and ``--train-only`` shares the training (runs are
 locked while trained, see ``cspsr_arch.benchmark.training``) and stops without evaluating.
