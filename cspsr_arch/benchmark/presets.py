@@ -238,7 +238,7 @@ def with_networks(preset: Preset, items: Sequence[str]) -> Preset:
         model, dot, key = target.partition('.')
         if not (equals and dot and model and key):
             raise CSPSRInputError(f'--network {item!r}: expected MODEL.KEY=VALUE, e.g. CSPSR.norm=instance.')
-        known = SR_MODELS + VARIANT_MODELS + PEER_MODELS + tuple(m for m in SINGLE_IMAGE_MODELS if m not in SIZE_SOURCE)
+        known = tuple(m for m in ROW_MODELS if m not in EXTRA_MODELS and m not in SIZE_SOURCE)
         if model not in known:
             raise CSPSRInputError(f'--network {item!r}: unknown model {model!r}, expected one of '
                                   f'{", ".join(known)} ({" and ".join(EXTRA_MODELS)} use the CSPSR options, '

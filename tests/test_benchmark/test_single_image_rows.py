@@ -35,6 +35,8 @@ def test_their_sizes_are_set_by_network_items_and_the_nir_row_follows_enlcn():
     assert with_networks(CPU, ['NLSN.num_block=4']).networks['NLSN']['num_block'] == 4
     with pytest.raises(CSPSRInputError, match='ENLCN_NIR those of ENLCN'):
         with_networks(CPU, ['ENLCN_NIR.num_feat=8'])
+    with pytest.raises(CSPSRInputError, match='CMSR_HRNIR those of CMSR'):  # would be ignored: it takes CMSR's sizes
+        with_networks(CPU, ['CMSR_HRNIR.num_feat=8'])
 
 
 def test_the_nir_row_counts_as_nir_guided_and_the_others_as_vis_only():
