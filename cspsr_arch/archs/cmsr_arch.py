@@ -48,7 +48,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
 from cspsr_arch.archs.cmsr_warp import (apply_affine, coarse_size, cpab_flow, identity_grid, sample_guide,
-                                        tps_displace, tps_system, upsample_grid)
+                                        tps_basis, tps_displace, tps_system, upsample_grid)
 from cspsr_arch.archs.cspsr_arch import CSPSROutput
 from cspsr_arch.archs.guided import GuidedSR
 
@@ -121,6 +121,8 @@ class GuideAligner(nn.Module):
             ctrl, inv = tps_system(tps_grid)  # fixed by the grid: buffers, not in the checkpoint
             self.register_buffer('tps_ctrl', ctrl.float(), persistent=False)
             self.register_buffer('tps_inv', inv.float(), persistent=False)
+            self._basis_key: Optional[tuple] = None  # the radial functions of the last pixel grid (_pixel_basis)
+            self._basis: Optional[Tensor] = None
         if cpab_cells:
             self.cpab_head = nn.Conv2d(loc_feat, 2, 3, 1, 1)
             heads.append(self.cpab_head)
@@ -149,12 +151,23 @@ class GuideAligner(nn.Module):
         """Sampling grid (n, h, w, 2) of the composed map ``A(C(S(x)))`` for an output of ``size`` (h, w),
         evaluated at :func:`~cspsr_arch.archs.cmsr_warp.coarse_size` points and bilinearly interpolated."""
         n, (height, width) = theta.size(0), coarse_size(size, self.warp_samples)
-        points = identity_grid(height, width, theta).expand(n, -1, -1, -1).reshape(n, -1, 2)
+        points = identity_grid(height, width, theta).reshape(1, -1, 2)
         if tps is not None:
-            points = tps_displace(points, tps, self.tps_ctrl, self.tps_inv)
+            points = tps_displace(points, tps, self.tps_ctrl, self.tps_inv, self._pixel_basis(points, height, width))
+        points = points.expand(n, -1, -1)
         if corners is not None:
             points = cpab_flow(points, corners, centres, self.cpab_steps)
         return upsample_grid(apply_affine(points, theta).view(n, height, width, 2), size)
+
+    def _pixel_basis(self, points: Tensor, height: int, width: int) -> Tensor:
+        """:func:`~cspsr_arch.archs.cmsr_warp.tps_basis` of the ``height x width`` grid ``points`` (1, P, 2),
+        kept for the last grid (training repeats one patch size): the same for every pair and step."""
+        key = (height, width, points.dtype, points.device, torch.is_inference_mode_enabled())
+        if self._basis_key != key:
+            with torch.no_grad():
+                self._basis = tps_basis(points, self.tps_ctrl)
+            self._basis_key = key
+        return self._basis
 
     def forward(self, vis: Tensor, guide: Tensor) -> Tensor:
         """The guide (n, c, H, W) deformed onto ``vis`` (n, 3, H, W)."""

@@ -241,3 +241,28 @@ def test_bad_inputs_raise_clear_errors():
         CMSR(upscale=2, num_layers=1)
     with pytest.raises(ValueError, match='tps_grid 0 or >= 2'):
         CMSR(**{**TINY, 'tps_grid': 1}, upscale=2)
+
+
+def test_the_kept_tps_basis_follows_the_grid_size():
+    """The radial functions of the pixel grid are kept between calls: a new size (or dtype) computes its own."""
+    torch.manual_seed(0)
+    aligner = GuideAligner(4, tps_grid=4, cpab_cells=0)
+    for size, dtype in [((9, 13), torch.float32), ((12, 7), torch.float32), ((9, 13), torch.float64),
+                        ((9, 13), torch.float32)]:
+        theta = aligner.affine_identity.to(dtype).expand(2, -1, -1)
+        offsets = 0.05 * torch.randn(2, 16, 2, dtype=dtype)
+        points = W.identity_grid(*size, theta).reshape(1, -1, 2).expand(2, -1, -1)
+        expected = W.tps_displace(points, offsets, aligner.tps_ctrl, aligner.tps_inv).view(2, *size, 2)
+        assert torch.allclose(aligner.grid(theta, offsets, None, None, size), expected, atol=1e-12), size
+
+
+def test_a_basis_kept_under_inference_mode_does_not_break_training():
+    """Inference (``basicsr infer``) then training at the same size: the kept basis must not be an inference
+    tensor, which autograd refuses to save."""
+    aligner = GuideAligner(4, tps_grid=4, cpab_cells=0)
+    theta = aligner.affine_identity.unsqueeze(0)
+    with torch.inference_mode():
+        aligner.grid(theta, torch.zeros(1, 16, 2), None, None, (8, 8))
+    offsets = torch.zeros(1, 16, 2, requires_grad=True)
+    aligner.grid(theta, offsets, None, None, (8, 8)).sum().backward()
+    assert offsets.grad is not None and offsets.grad.abs().sum() > 0
