@@ -144,15 +144,16 @@ def cpab_velocity(points: Tensor, corners: Tensor, centres: Tensor) -> Tensor:
     centre = take(centres.reshape(centres.size(0), -1, 2), row * cells + col)
     # Each triangle: d = distance to its outer edge (0 there, 1/2 at the centre), a = position along the edge
     # from vertex A to vertex B; weights centre 2d, A 1 - a - d, B a - d (all >= 0 inside the triangle).
-    sides = ((t, s, ul, ur), (1 - s, t, ur, lr), (1 - t, s, ll, lr), (s, t, ul, ll))  # top, right, bottom, left
-    dist = torch.stack([d for d, _, _, _ in sides], dim=0)
-    nearest = dist.argmin(dim=0)  # the triangle holding the point (ties lie on a shared edge: same value)
-    velocity = torch.zeros_like(points)
-    for k, (d, a, vert_a, vert_b) in enumerate(sides):
-        d, a = d.unsqueeze(-1), a.unsqueeze(-1)
-        value = 2 * d * centre + (1 - a - d) * vert_a + (a - d) * vert_b
-        velocity = torch.where((nearest == k).unsqueeze(-1), value, velocity)
-    return velocity
+    # Triangles in the order top, right, bottom, left; the point's own is the one of smallest d (ties lie on a
+    # shared edge: the same value), its d, a, A and B picked before the one evaluation.
+    dist = torch.stack([t, 1 - s, 1 - t, s], dim=-1)  # (n, P, 4)
+    nearest = dist.argmin(dim=-1, keepdim=True)  # (n, P, 1)
+    d = dist.gather(-1, nearest)
+    a = torch.stack([s, t, s, t], dim=-1).gather(-1, nearest)
+    pick = nearest.unsqueeze(-1).expand(-1, -1, 1, 2)
+    vert_a = torch.stack([ul, ur, ll, ul], dim=-2).gather(-2, pick).squeeze(-2)
+    vert_b = torch.stack([ur, lr, lr, ll], dim=-2).gather(-2, pick).squeeze(-2)
+    return 2 * d * centre + (1 - a - d) * vert_a + (a - d) * vert_b
 
 
 def cpab_flow(points: Tensor, corners: Tensor, centres: Tensor, steps: int) -> Tensor:

@@ -131,6 +131,12 @@ def test_cpab_velocity_is_the_linear_interpolation_on_the_triangles():
     left = torch.tensor([[[-1 + t, -1 + s]]])  # the mirror point lies in the left triangle: centre, ul, ll
     value = 2 * t * centres[0, 0, 0] + (1 - s - t) * corners[0, 0, 0] + (s - t) * corners[0, 1, 0]
     assert torch.allclose(W.cpab_velocity(left, corners, centres)[0, 0], value, atol=1e-6)
+    right = torch.tensor([[[-t, -1 + s]]])  # d = 1 - x: centre, upper-right, lower-right
+    value = 2 * t * centres[0, 0, 0] + (1 - s - t) * corners[0, 0, 1] + (s - t) * corners[0, 1, 1]
+    assert torch.allclose(W.cpab_velocity(right, corners, centres)[0, 0], value, atol=1e-6)
+    bottom = torch.tensor([[[-1 + s, -t]]])  # d = 1 - y: centre, lower-left, lower-right
+    value = 2 * t * centres[0, 0, 0] + (1 - s - t) * corners[0, 1, 0] + (s - t) * corners[0, 1, 1]
+    assert torch.allclose(W.cpab_velocity(bottom, corners, centres)[0, 0], value, atol=1e-6)
 
 
 def test_cpab_flow_of_a_constant_velocity_is_a_translation():
