@@ -56,6 +56,8 @@ DESCRIPTIONS = {
     'CSPSR_additive': 'CSPSR whose DMF modules keep a VIS residual block of their own and add the fused NIR features '
                       'to it times a per-channel scale that starts at zero (vis_path additive, NAFSSR\'s form): it '
                       'starts as the VIS-only network; sized to CSPSR\'s parameters.',
+    'CSPSR_vis_block': 'the additive variant without its scale (vis_path residual_block): the fused NIR features '
+                       'added to the VIS residual block\'s output as they are, from the first step; its ablation.',
     'PASSR': 'stereo SR (Wang et al., CVPR 2019): parallax attention between the LR VIS (left view) and the LR NIR '
              '(right view); its attention losses as its paper trains it.',
     'NAFSSR': 'stereo SR (Chu et al., CVPRW 2022): NAFNet blocks on both views with stereo cross-attention, the LR '

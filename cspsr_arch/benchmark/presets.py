@@ -46,10 +46,11 @@ EXTRA_MODELS: Tuple[str, ...] = ('CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_give
 given the NIR at the HR size (``nir_scale`` = scale: rigs whose NIR camera has the output resolution; the
 project's upper bound of what a NIR image can give), and the two together (the HR NIR warped by the
 ground-truth disparity). They take the ``CSPSR`` network options."""
-VARIANT_MODELS: Tuple[str, ...] = ('CSPSR_additive', )
+VARIANT_MODELS: Tuple[str, ...] = ('CSPSR_additive', 'CSPSR_vis_block')
 """Named CSPSR variants, trained on request (``--models``) from ``options/train_<model>_x<s>.yml`` with the sizes of
 their own entry in a preset's ``networks`` (each sized to CSPSR's parameters): ``CSPSR_additive`` adds the fused
-NIR features to a VIS path of its own, scaled from zero (NAFSSR's form, ``vis_path: additive``)."""
+NIR features to a VIS path of its own, scaled from zero (NAFSSR's form, ``vis_path: additive``); ``CSPSR_vis_block``
+is its ablation, the same VIS path with the fused features added unscaled (``vis_path: residual_block``)."""
 ROW_MODELS: Tuple[str, ...] = SR_MODELS + EXTRA_MODELS + VARIANT_MODELS + PEER_MODELS + SINGLE_IMAGE_MODELS
 """Every trained row ``--models`` takes."""
 
@@ -154,6 +155,7 @@ QUICK = Preset(
         'CSPSR': {'num_feat': 8, 'num_dmf': 2},
         'ConcatNIR': {'num_feat': 8, 'num_dmf': 2},
         'CSPSR_additive': {'num_feat': 6, 'num_dmf': 2},  # CSPSR's size: its VIS blocks cost parameters
+        'CSPSR_vis_block': {'num_feat': 6, 'num_dmf': 2},
         'EDSR': {'num_feat': 16, 'num_block': 2},
         'RCAN': {'num_feat': 16, 'num_group': 1, 'num_block': 2, 'squeeze_factor': 4},
         'HAT': {'embed_dim': 16, 'depths': [2], 'num_heads': [2], 'window_size': 4, 'compress_ratio': 2,
@@ -185,6 +187,7 @@ CPU = Preset(
         'CSPSR': {'num_feat': 32, 'num_dmf': 4},
         'ConcatNIR': {'num_feat': 32, 'num_dmf': 4},
         'CSPSR_additive': {'num_feat': 28, 'num_dmf': 4},  # 0.212 M against CSPSR's 0.215 M
+        'CSPSR_vis_block': {'num_feat': 28, 'num_dmf': 4},  # the additive variant less its 4 x 28 scales
         'EDSR': {'num_feat': 32, 'num_block': 8},
         'RCAN': {'num_feat': 32, 'num_group': 2, 'num_block': 4, 'squeeze_factor': 8},
         'HAT': {'embed_dim': 32, 'depths': [2, 2], 'num_heads': [4, 4], 'window_size': 8, 'compress_ratio': 4,

@@ -13,34 +13,47 @@ def _params(network: dict) -> int:
     return sum(p.numel() for p in ARCH_REGISTRY.get(options.pop('type'))(**options).parameters())
 
 
-def test_the_additive_variant_is_planned_at_cspsrs_size_with_its_cvm_pre_training(tmp_path):
+VIS_PATH = {'CSPSR_additive': 'additive', 'CSPSR_vis_block': 'residual_block'}
+
+
+def test_the_variants_are_planned_at_cspsrs_size_with_its_cvm_pre_training(tmp_path):
     from cspsr_arch.benchmark.presets import CPU, QUICK, VARIANT_MODELS
     from cspsr_arch.benchmark.runs import plan
     from cspsr_arch.engine.options import check_options
     make_toy_split(tmp_path / 'train', scales=(4, ))
-    assert VARIANT_MODELS == ('CSPSR_additive', )
+    assert VARIANT_MODELS == tuple(VIS_PATH)
     for preset in (QUICK, CPU):
-        runs = plan(OPTIONS, tmp_path / 'train', preset, ['CSPSR', 'CSPSR_additive'], ablations=False)
+        runs = plan(OPTIONS, tmp_path / 'train', preset, ['CSPSR', *VIS_PATH], ablations=False)
         rows = runs.table['bicubic'][4]
-        cspsr, variant = rows['CSPSR'][0], rows['CSPSR_additive'][0]
-        check_options(dict(variant.opt, is_train=True))  # every key one the code reads
-        assert variant.opt['network_g']['vis_path'] == 'additive' and 'vis_path' not in cspsr.opt['network_g']
-        assert variant.stereo == cspsr.stereo and variant.stereo is not None  # the same pre-trained CVM
-        assert variant.opt['model_type'] == 'CSPSRModel' and variant.opt['train']['cssc_opt'] == cspsr.opt['train']['cssc_opt']
-        assert abs(_params(variant.opt['network_g']) / _params(cspsr.opt['network_g']) - 1) < 0.1, preset.name
+        cspsr = rows['CSPSR'][0]
+        for name, vis_path in VIS_PATH.items():
+            variant = rows[name][0]
+            check_options(dict(variant.opt, is_train=True))  # every key one the code reads
+            assert variant.opt['network_g']['vis_path'] == vis_path and 'vis_path' not in cspsr.opt['network_g']
+            assert variant.stereo == cspsr.stereo and variant.stereo is not None  # the same pre-trained CVM
+            assert variant.opt['model_type'] == 'CSPSRModel'
+            assert variant.opt['train']['cssc_opt'] == cspsr.opt['train']['cssc_opt']
+            assert abs(_params(variant.opt['network_g']) / _params(cspsr.opt['network_g']) - 1) < 0.1, preset.name
+        additive, ablation = (rows[name][0].opt['network_g'] for name in VIS_PATH)
+        assert {k: v for k, v in additive.items() if k != 'vis_path'} == \
+            {k: v for k, v in ablation.items() if k != 'vis_path'}  # the ablation differs by the scale alone
+        num_dmf, num_feat = additive['num_dmf'], additive['num_feat']
+        assert _params(additive) - _params(ablation) == num_dmf * num_feat  # one scale per channel and module
 
 
-def test_the_paper_size_option_file_keeps_cspsrs_parameter_budget():
+def test_the_paper_size_option_files_keep_cspsrs_parameter_budget():
     from cspsr_arch.engine.options import load_options
     cspsr = load_options(str(OPTIONS / 'train_CSPSR_x4.yml'))['network_g']
-    variant = load_options(str(OPTIONS / 'train_CSPSR_additive_x4.yml'))['network_g']
-    assert {k: v for k, v in variant.items() if k not in ('num_feat', 'vis_path')} == \
-        {k: v for k, v in cspsr.items() if k != 'num_feat'}
-    assert abs(_params(variant) / _params(cspsr) - 1) < 0.02
+    for name, vis_path in VIS_PATH.items():
+        variant = load_options(str(OPTIONS / f'train_{name}_x4.yml'))['network_g']
+        assert variant['vis_path'] == vis_path
+        assert {k: v for k, v in variant.items() if k not in ('num_feat', 'vis_path')} == \
+            {k: v for k, v in cspsr.items() if k != 'num_feat'}
+        assert abs(_params(variant) / _params(cspsr) - 1) < 0.02, name
 
 
 def test_models_and_network_items_take_the_variant():
     from cspsr_arch.benchmark.presets import CPU, with_networks
     from cspsr_arch.benchmark.results import NIR_MODELS
     assert with_networks(CPU, ['CSPSR_additive.num_feat=20']).networks['CSPSR_additive']['num_feat'] == 20
-    assert 'CSPSR_additive' in NIR_MODELS  # its NIR-zeroed and swapped rows are measured
+    assert set(VIS_PATH) <= set(NIR_MODELS)  # their NIR-zeroed and swapped rows are measured
