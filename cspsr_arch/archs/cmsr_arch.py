@@ -40,7 +40,7 @@ counts the layers its code lists); ``num_feat``, ``num_layers``, ``guide_feat`` 
 All its convolutions run at the output size (ZSSR's design), so it costs far more per parameter than the
 networks that work at the LR size.
 """
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -97,22 +97,30 @@ class GuideAligner(nn.Module):
         cpab_steps: Euler steps of the CPAB integration.
         warp_samples: Points per axis at which the composed map is evaluated, then bilinearly interpolated
             (:mod:`cspsr_arch.archs.cmsr_warp`).
+        window: Side (output pixels) of the windows whose maps are predicted one at a time, 0 for one map of the
+            whole image. The maps are in coordinates normalised to what the network sees, so a map learnt on
+            training patches, applied to a whole image, moves the guide by as many times more pixels as the
+            image is larger than a patch (docs/design_notes.md measures it). Set to the training patch size,
+            each window of a larger image gets the map its patch would have got in training; the grids are
+            stitched (the last window of a row or column aligned to the image's end, overlapping its
+            neighbour) and the guide sampled once from the whole image. Inputs no larger than the window are
+            one window: training is the same with or without it.
     """
 
     def __init__(self, in_ch: int, loc_feat: int = 16, loc_layers: int = 4, tps_grid: int = 16, cpab_cells: int = 4,
-                 cpab_steps: int = 8, warp_samples: int = 129) -> None:
+                 cpab_steps: int = 8, warp_samples: int = 129, window: int = 0) -> None:
         super().__init__()
         if min(loc_feat, loc_layers, cpab_steps) < 1 or tps_grid == 1 or min(tps_grid, cpab_cells) < 0 \
-                or warp_samples < 2:
+                or warp_samples < 2 or window == 1 or window < 0:
             raise ValueError(f'GuideAligner needs loc_feat, loc_layers, cpab_steps >= 1, tps_grid 0 or >= 2, '
-                             f'cpab_cells >= 0 and warp_samples >= 2; got {loc_feat}, {loc_layers}, {cpab_steps}, '
-                             f'{tps_grid}, {cpab_cells}, {warp_samples}.')
+                             f'cpab_cells >= 0, warp_samples >= 2 and window 0 or >= 2; got {loc_feat}, {loc_layers}, '
+                             f'{cpab_steps}, {tps_grid}, {cpab_cells}, {warp_samples}, {window}.')
         layers = []
         for k in range(loc_layers):
             layers += [nn.Conv2d(in_ch if k == 0 else loc_feat, loc_feat, 3, 2, 1), nn.ReLU(inplace=True)]
         self.loc = nn.Sequential(*layers)
         self.tps_grid, self.cpab_cells, self.cpab_steps = tps_grid, cpab_cells, cpab_steps
-        self.warp_samples = warp_samples
+        self.warp_samples, self.window = warp_samples, window
         self.affine_head = nn.Linear(loc_feat, 6)
         heads = [self.affine_head]
         if tps_grid:
@@ -169,10 +177,31 @@ class GuideAligner(nn.Module):
             self._basis_key = key
         return self._basis
 
+    def windowed_grid(self, vis: Tensor, guide: Tensor) -> Tensor:
+        """The sampling grid (n, H, W, 2) of the whole guide, one map per ``window`` (see the class docstring)."""
+        height, width = guide.shape[-2:]
+        if not self.window or (height <= self.window and width <= self.window):
+            return self.grid(*self.predict(vis, guide), (height, width))
+
+        def starts(length: int) -> List[int]:
+            return sorted({min(start, length - self.window) for start in range(0, length, self.window)}) \
+                if length > self.window else [0]
+
+        grid = guide.new_empty(guide.size(0), height, width, 2)
+        for y0 in starts(height):
+            for x0 in starts(width):
+                h, w = min(self.window, height), min(self.window, width)
+                part = self.grid(*self.predict(vis[..., y0:y0 + h, x0:x0 + w], guide[..., y0:y0 + h, x0:x0 + w]),
+                                 (h, w))
+                # window-normalised -> image-normalised (-1 and 1 the end pixels' centres of each)
+                x = ((part[..., 0] + 1) * (w - 1) / 2 + x0) * 2 / (width - 1) - 1
+                y = ((part[..., 1] + 1) * (h - 1) / 2 + y0) * 2 / (height - 1) - 1
+                grid[:, y0:y0 + h, x0:x0 + w] = torch.stack([x, y], dim=-1)
+        return grid
+
     def forward(self, vis: Tensor, guide: Tensor) -> Tensor:
         """The guide (n, c, H, W) deformed onto ``vis`` (n, 3, H, W)."""
-        grid = self.grid(*self.predict(vis, guide), tuple(guide.shape[-2:]))
-        return sample_guide(guide, grid)
+        return sample_guide(guide, self.windowed_grid(vis, guide))
 
 
 @ARCH_REGISTRY.register()
@@ -190,8 +219,8 @@ the CVM in front (:meth:`~cspsr_arch.archs.guided.GuidedSR.align`), which CMSR's
     Choices where the paper is silent: bicubic upscaling by ``F.interpolate`` (ZSSR's own MATLAB-like
     ``imresize`` has the cubic kernel's a = -0.5; PyTorch's -0.75 is what the rest of cspsr uses); one
     resampling of the guide by the composed maps; the localisation network (see :class:`GuideAligner`).
-    ``row_context`` is True: the localisation network pools the whole image, so a tile's warp differs from
-    the whole image's and tiled inference only approximates the network.
+    ``row_context`` is True: the localisation network pools the whole image (or each ``warp_window``), so a
+    tile's warp differs from the whole image's and tiled inference only approximates the network.
 
     Args:
         num_in_ch (int): VIS channels (CMSR's target image). Default: 3.
@@ -210,6 +239,9 @@ the CVM in front (:meth:`~cspsr_arch.archs.guided.GuidedSR.align`), which CMSR's
         cpab_cells (int): CPAB cells per axis (CMSR: 4; 0: no CPAB). Default: 4.
         cpab_steps (int): Euler steps of the CPAB integration (ddtn: closed form); 8 steps err by about 1 %
             of the displacement (measured: 0.13 px on a 12-pixel flow, against 1024 steps). Default: 8.
+        warp_window (int): Output pixels per window of the learned alignment, 0 for the whole image (CMSR's own:
+            its one training pair is its test image). Trained on patches, set it to their size (the option files
+            and the benchmark do): see :class:`GuideAligner`'s ``window``. Default: 0.
         cvm (str | None): Cross-view matching in front of CMSR's own alignment: ``'none'`` (the right-view NIR
             as given), ``'learned'`` or ``'given'`` (:class:`~cspsr_arch.archs.guided.GuidedSR`). Default: 'none'.
         max_disp (int): Largest disparity (LR pixels) of the learned CVM. Default: 24.
@@ -233,6 +265,7 @@ the CVM in front (:meth:`~cspsr_arch.archs.guided.GuidedSR.align`), which CMSR's
                  tps_grid: int = 16,
                  cpab_cells: int = 4,
                  cpab_steps: int = 8,
+                 warp_window: int = 0,
                  cvm: Optional[str] = 'none',
                  max_disp: int = 24,
                  min_disp: int = 0) -> None:
@@ -245,7 +278,7 @@ the CVM in front (:meth:`~cspsr_arch.archs.guided.GuidedSR.align`), which CMSR's
         self.body = plain_convs(num_in_ch, num_feat, num_in_ch, num_layers)
         self.guide_net = plain_convs(num_nir_ch, guide_feat, num_in_ch, guide_layers, last_kernel=1)
         self.aligner = GuideAligner(num_in_ch + num_nir_ch, loc_feat, loc_layers, tps_grid, cpab_cells,
-                                    cpab_steps) if align else None
+                                    cpab_steps, window=warp_window) if align else None
 
     def guide(self, lq_nir: Tensor, size: Tuple[int, int]) -> Tensor:
         """The guide at the output ``size``: the NIR itself at ``nir_scale = upscale``, else bicubically upscaled."""

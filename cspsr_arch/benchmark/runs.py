@@ -215,7 +215,10 @@ def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, pr
     cvm = network_cvm(network)
     given, learned = cvm == 'given', cvm == 'learned'
     nir_scale = network_nir_scale(network)
-    opt['datasets'] = {'train': dataset_options(train_dir, scale, 'train', preset.gt_size or src_train['gt_size'],
+    gt_size = preset.gt_size or src_train['gt_size']
+    if 'warp_window' in network:  # CMSR's learned alignment, predicted per window of the training patch's size
+        opt['network_g'] = network = dict(network, warp_window=gt_size)
+    opt['datasets'] = {'train': dataset_options(train_dir, scale, 'train', gt_size,
                                                 preset.batch or src_train['batch_size_per_gpu'], preset.num_worker,
                                                 disparity=given, degradation=setting.degradation, nir_scale=nir_scale)}
     _validation(opt, preset, scale, setting, given, nir_scale)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from cspsr_arch.archs import cmsr_warp as W
@@ -272,3 +273,38 @@ def test_a_basis_kept_under_inference_mode_does_not_break_training():
     offsets = torch.zeros(1, 16, 2, requires_grad=True)
     aligner.grid(theta, offsets, None, None, (8, 8)).sum().backward()
     assert offsets.grad is not None and offsets.grad.abs().sum() > 0
+
+
+def test_a_window_no_smaller_than_the_input_changes_nothing():
+    """Training patches no larger than ``window`` are one window: the network trains as without it."""
+    torch.manual_seed(0)
+    aligner = GuideAligner(4, loc_feat=4, loc_layers=2, tps_grid=4, cpab_cells=2)
+    for head in (aligner.affine_head, aligner.tps_head, aligner.cpab_head):
+        nn.init.normal_(head.weight, 0.0, 0.1)
+    vis, guide = torch.rand(2, 3, 20, 24), torch.rand(2, 1, 20, 24)
+    whole = aligner(vis, guide)
+    aligner.window = 24
+    assert torch.equal(aligner(vis, guide), whole)
+
+
+def test_each_window_gets_the_translation_its_patch_would():
+    """A map that shifts whatever it sees by k of its pixels (affine offset 2k/(window-1)) shifts a larger image,
+    window by window, by k pixels (the last window overlapping its neighbour); as one map of the whole image it
+    would shift it by k (W-1)/(window-1) pixels."""
+    window, k, height, width = 8, 2, 8, 21  # windows at columns 0, 8 and 13 (the last aligned to the end)
+    aligner = GuideAligner(4, loc_feat=4, loc_layers=1, tps_grid=0, cpab_cells=0, window=window)
+    with torch.no_grad():
+        aligner.affine_head.bias.copy_(torch.tensor([0.0, 0.0, 2.0 * k / (window - 1), 0.0, 0.0, 0.0]))
+    guide = torch.arange(float(width)).expand(1, 1, height, width).contiguous()
+    out = aligner(torch.rand(1, 3, height, width), guide)
+    assert torch.allclose(out[..., :width - k], guide[..., k:], atol=1e-4)
+    assert torch.allclose(out[..., width - k:], guide[..., -1:].expand(-1, -1, -1, k), atol=1e-4)
+    aligner.window = 0
+    whole = aligner(torch.rand(1, 3, height, width), guide)
+    assert torch.allclose(whole[..., 0], torch.full((1, 1, height), k * (width - 1) / (window - 1)), atol=1e-4)
+
+
+def test_the_window_reaches_the_aligner_and_is_checked():
+    assert CMSR(num_feat=8, warp_window=96).aligner.window == 96
+    with pytest.raises(ValueError, match='window'):
+        CMSR(num_feat=8, warp_window=1)

@@ -161,11 +161,20 @@ def test_the_benchmark_plans_the_peers_near_the_cpu_networks_size(tmp_path):
         net = ARCH_REGISTRY.get(net_opt.pop('type'))(**net_opt)
         assert 0.19e6 < sum(p.numel() for p in net.parameters()) < 0.22e6, row  # a CVM in front counted in
         assert opt['datasets']['train'].get('nir_scale', 1) == (4 if row == 'CMSR_HRNIR' else 1)
+        if row.startswith('CMSR'):  # its alignment learnt on, and applied to, windows of the training patch's size
+            assert opt['network_g']['warp_window'] == opt['datasets']['train']['gt_size'] == CPU.gt_size != 120
     # the guide-image networks align their NIR by the pre-trained CVM (as CSPSR); the stereo SR networks take the pair
     stereo = [r for r in runs.runs if r.model == 'stereo']
     assert [r.name for r in stereo] == ['stereo_x4']
     rows = runs.table['bicubic'][4]
     assert {row for row in PEER_MODELS if rows[row][0].stereo == 'stereo_x4'} == {'MASASR', 'CMSR', 'CMSR_HRNIR'}
+
+
+def test_the_cmsr_option_files_align_per_window_of_their_training_patch():
+    from cspsr_arch.engine.options import load_options
+    for name in ('train_CMSR_x4.yml', 'train_CMSR_HRNIR_x4.yml'):
+        opt = load_options(str(OPTIONS / name))
+        assert opt['network_g']['warp_window'] == opt['datasets']['train']['gt_size'], name
 
 
 def test_the_validation_after_training_is_labelled_with_the_last_iteration(split, monkeypatch):
