@@ -44,6 +44,25 @@ def check_nir_scales(opt: dict) -> None:
                                   f'deliver it at {have} x. Set datasets:{name}:nir_scale: {wanted}.')
 
 
+def check_warp_window(opt: dict) -> None:
+    """Refuse ``network_g:warp_window`` (CMSR's alignment, per window) other than ``datasets:train:gt_size``.
+
+    The alignment is learnt on the training patches and applied per window of that size
+    (:class:`~cspsr_arch.archs.cmsr_arch.GuideAligner`): windows of another size move the guide by other
+    distances than it learnt.
+
+    Args:
+        opt: The model's options (``network_g``, ``datasets``).
+    """
+    window = (opt.get('network_g') or {}).get('warp_window')
+    train = (opt.get('datasets') or {}).get('train')
+    if not window or not isinstance(train, Mapping) or 'gt_size' not in train or train['gt_size'] == window:
+        return
+    raise CSPSRInputError(f'network_g:warp_window is {window}, but datasets:train:gt_size is {train["gt_size"]}: the '
+                          f'alignment is learnt on the training patches and applied per window of their size. Set '
+                          f'network_g:warp_window: {train["gt_size"]}.')
+
+
 @MODEL_REGISTRY.register()
 class CSPSRModel(AtomicCheckpointMixin, SRModel):
     """Cross-spectral SR model: ``loss = pixel_opt(I_SR, I_HR) + cssc_opt(NIR_SR, NIR_HR, disp_l, disp_r)``.
@@ -74,11 +93,13 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
     holds the (fine-tuned) CVM weights.
 
     A CSPSR takes its NIR at ``network_g:nir_scale`` x the LR size: every data set of ``datasets`` must
-    have that ``nir_scale`` (checked before anything is built, see :func:`check_nir_scales`).
+    have that ``nir_scale`` (checked before anything is built, see :func:`check_nir_scales`), and a CMSR's
+    ``warp_window`` must be the training patch size (:func:`check_warp_window`).
     """
 
     def __init__(self, opt: dict) -> None:
         check_nir_scales(opt)
+        check_warp_window(opt)
         super().__init__(opt)
         if not self.is_train:
             self._load_disp_network()

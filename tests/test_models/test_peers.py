@@ -22,7 +22,7 @@ TINY = {
     'NAFSSR': {'width': 8, 'num_blocks': 2},
     'MASASR': {'num_feat': 8, 'num_blocks_enc': [1, 1, 1], 'num_blocks_lr': [1, 1, 1], 'num_blocks_x1': 1,
                'num_blocks_up': [1, 1]},
-    'CMSR': {'num_feat': 8, 'num_layers': 4},
+    'CMSR': {'num_feat': 8, 'num_layers': 4, 'warp_window': 32},  # the toy patches' gt_size
 }
 """Tiny sizes of each peer, merged over its option file's network."""
 FILES = {'PASSR': 'train_PASSR_x4.yml', 'NAFSSR': 'train_NAFSSR_x4.yml', 'MASASR': 'train_MASASR_x4.yml',
@@ -175,6 +175,14 @@ def test_the_cmsr_option_files_align_per_window_of_their_training_patch():
     for name in ('train_CMSR_x4.yml', 'train_CMSR_HRNIR_x4.yml'):
         opt = load_options(str(OPTIONS / name))
         assert opt['network_g']['warp_window'] == opt['datasets']['train']['gt_size'], name
+
+
+def test_a_cmsr_window_other_than_the_training_patch_is_refused(split):
+    from basicsr.models import build_model
+    opt = _opt('CMSR', split)
+    opt['network_g']['warp_window'] = 64
+    with pytest.raises(CSPSRInputError, match=r'warp_window is 64, but datasets:train:gt_size is 32.*warp_window: 32'):
+        build_model(opt)
 
 
 def test_the_validation_after_training_is_labelled_with_the_last_iteration(split, monkeypatch):
