@@ -183,14 +183,13 @@ class GuideAligner(nn.Module):
         if not self.window or (height <= self.window and width <= self.window):
             return self.grid(*self.predict(vis, guide), (height, width))
 
-        def starts(length: int) -> List[int]:
-            return sorted({min(start, length - self.window) for start in range(0, length, self.window)}) \
-                if length > self.window else [0]
+        def starts(length: int) -> List[int]:  # the last window ends at the image's end
+            return list(range(0, length - self.window, self.window)) + [max(length - self.window, 0)]
 
+        h, w = min(self.window, height), min(self.window, width)
         grid = guide.new_empty(guide.size(0), height, width, 2)
         for y0 in starts(height):
             for x0 in starts(width):
-                h, w = min(self.window, height), min(self.window, width)
                 part = self.grid(*self.predict(vis[..., y0:y0 + h, x0:x0 + w], guide[..., y0:y0 + h, x0:x0 + w]),
                                  (h, w))
                 # window-normalised -> image-normalised (-1 and 1 the end pixels' centres of each)

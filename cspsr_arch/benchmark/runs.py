@@ -208,16 +208,16 @@ def _validation(opt: dict, preset: Preset, scale: int, setting: Setting, dispari
 def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, preset: Preset, network: dict,
             stereo: Optional[Run], setting: Setting = Setting()) -> Run:
     train = _sr_train_options(source['train'], preset)
+    src_train = source['datasets']['train']
+    gt_size = preset.gt_size or src_train['gt_size']
+    if 'warp_window' in network:  # CMSR's learned alignment, predicted per window of the training patch's size
+        network = dict(network, warp_window=gt_size)
     opt = _common(source, name, preset, train['total_iter'])
     opt['network_g'], opt['train'] = network, train
     opt['manual_seed'] = int(source.get('manual_seed') or 0) + setting.seed
-    src_train = source['datasets']['train']
     cvm = network_cvm(network)
     given, learned = cvm == 'given', cvm == 'learned'
     nir_scale = network_nir_scale(network)
-    gt_size = preset.gt_size or src_train['gt_size']
-    if 'warp_window' in network:  # CMSR's learned alignment, predicted per window of the training patch's size
-        opt['network_g'] = network = dict(network, warp_window=gt_size)
     opt['datasets'] = {'train': dataset_options(train_dir, scale, 'train', gt_size,
                                                 preset.batch or src_train['batch_size_per_gpu'], preset.num_worker,
                                                 disparity=given, degradation=setting.degradation, nir_scale=nir_scale)}
