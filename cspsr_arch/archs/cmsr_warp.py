@@ -88,7 +88,7 @@ def tps_basis(points: Tensor, ctrl: Tensor) -> Tensor:
     """The radial functions ``U(|p - c_k|)`` (n, P, g*g) of points (n, P, 2) about the control points (g*g, 2).
 
     They depend on the positions alone, not on the spline, so positions shared by every pair (the TPS map
-    comes first, on the pixel grid) need them once (:class:`~cspsr_arch.archs.cmsr_arch.GuideAligner` keeps
+    comes first, on the pixel grid) need them once (:class:`~cspsr_arch.archs.guide_align.GuideAligner` keeps
     them): a (P, g*g) table, the costliest part of the warp to compute.
     """
     return _tps_kernel((points.unsqueeze(-2) - ctrl.to(points.dtype)).square().sum(-1))

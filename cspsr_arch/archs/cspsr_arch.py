@@ -2,6 +2,7 @@
 from typing import NamedTuple, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from basicsr.archs.arch_util import ResidualBlockNoBN
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
@@ -9,7 +10,9 @@ from torch import Tensor, nn
 from cspsr_arch.archs.branch import ShallowBranch, ShuffleHead
 from cspsr_arch.archs.cross_view import (build_cvm_net, check_given_disparity, cvm_mode, learned_disparity,
                                          warp_nir_to_left)
+from cspsr_arch.archs.cmsr_warp import sample_guide
 from cspsr_arch.archs.dmf import DMF
+from cspsr_arch.archs.guide_align import GuideAligner
 from cspsr_arch.archs.hr_nir import check_nir_scale, guide_on_lr_grid, nir_skip_phases
 from cspsr_arch.archs.warp import WarpToLeft
 
@@ -100,6 +103,18 @@ class CSPSR(nn.Module):
             away. NIR_SR stays at ``upscale`` x LR; its global skip is the bicubic upsampling of the warped
             NIR by ``upscale / f`` (the warped NIR itself when ``f = upscale``), added before the pixel
             shuffle. ``disp_l``/``disp_r`` stay in LR pixels. Default: 1.
+        nir_align (bool): After the cross-view matching, CMSR's learned alignment
+            (:class:`~cspsr_arch.archs.guide_align.GuideAligner`: affine, CPAB and thin-plate maps predicted per
+            pair, starting at the identity) moves the warped NIR and its mask onto the VIS bicubically upscaled
+            to the NIR's size, at the NIR's own resolution, before the NIR branch. Why: the learned CVM's
+            disparity is integer-coarse and, on real NIR, about 2 LR pixels off; CMSR guided by the HR NIR
+            gains from its HR NIR only with this alignment behind the same CVM (docs/design_notes.md). The
+            CSPSR paper has no such step; False is its model. L_CSSC still compares NIR_SR with the HR NIR
+            warped by the disparity alone, so it pulls the alignment towards the identity by its small weight
+            (a choice: the alignment has no NIR target of its own). Default: False.
+        warp_window (int): With ``nir_align``: output pixels per window of the alignment, 0 for one map of the
+            whole image. Trained on patches, set it to their size (see :class:`GuideAligner`'s ``window``;
+            the aligner's window in NIR pixels is ``warp_window * nir_scale / upscale``). Default: 0.
     """
 
     def __init__(self,
@@ -119,7 +134,9 @@ class CSPSR(nn.Module):
                  branches: str = 'dual',
                  vis_path: str = 'fused',
                  channel_pool: str = 'normalised',
-                 nir_scale: int = 1) -> None:
+                 nir_scale: int = 1,
+                 nir_align: bool = False,
+                 warp_window: int = 0) -> None:
         super().__init__()
         cvm = cvm_mode(cvm)
         if branches not in BRANCH_MODES:
@@ -129,6 +146,12 @@ class CSPSR(nn.Module):
         if branches == 'vis' and cvm != 'none':
             raise ValueError("branches='vis' does not use the NIR image: set cvm='none'.")
         self.nir_scale = check_nir_scale(nir_scale, upscale, branches)
+        if warp_window and not nir_align or (warp_window * nir_scale) % upscale or (nir_align and branches == 'vis'):
+            raise ValueError(f'warp_window is the window of nir_align (here {nir_align}), in output pixels, a multiple '
+                             f'of upscale / nir_scale = {upscale // nir_scale}; branches="vis" has no NIR to align. '
+                             f'Got warp_window={warp_window}, branches={branches!r}.')
+        self.nir_aligner = GuideAligner(num_in_ch + num_nir_ch, window=warp_window * nir_scale // upscale) \
+            if nir_align else None
         self.num_in_ch, self.num_nir_ch = num_in_ch, num_nir_ch
         self.upscale, self.cvm, self.global_skip, self.branches = upscale, cvm, global_skip, branches
         if cvm == 'learned':
@@ -207,6 +230,8 @@ class CSPSR(nn.Module):
             nir, valid = lq_nir, torch.ones_like(lq_nir[:, :1])
         else:
             nir, valid = warp_nir_to_left(self.warp_nir, lq_nir, disp_l, self.nir_scale)
+        if self.nir_aligner is not None:
+            nir, valid = self._align_nir(lq, nir, valid)
         if self.nir_scale != 1:
             return self._forward_fine_nir(lq, nir, valid, disp_l, disp_r)
         nir_sr = None
@@ -223,6 +248,13 @@ class CSPSR(nn.Module):
         # the global skips (bicubic VIS and warped NIR) are added inside the heads, before the pixel shuffle
         sr = self.head_vis(self.conv_after_vis(deep_vis).add_(feat_vis), lq if self.global_skip else None)
         return CSPSROutput(sr, nir_sr, disp_l, disp_r)
+
+    def _align_nir(self, lq: Tensor, nir: Tensor, valid: Tensor) -> Tuple[Tensor, Tensor]:
+        """``nir_align``: the NIR and its validity mask moved by the learned alignment onto the VIS upscaled to
+        the NIR's size (one sampling grid for both)."""
+        vis = lq if self.nir_scale == 1 else F.interpolate(lq, size=nir.shape[-2:], mode='bicubic', align_corners=False)
+        grid = self.nir_aligner.windowed_grid(vis, nir)
+        return sample_guide(nir, grid), sample_guide(valid, grid)
 
     def _forward_fine_nir(self, lq: Tensor, nir: Tensor, valid: Tensor, disp_l: Tensor,
                           disp_r: Optional[Tensor]) -> CSPSROutput:

@@ -53,6 +53,9 @@ DESCRIPTIONS = {
     'CSPSR_HRNIR': 'CSPSR given the right-view NIR at the HR size (nir_scale = scale: warped at its own resolution, '
                    'then pixel-unshuffled onto the LR grid): rigs whose NIR camera has the output resolution, and '
                    'an upper bound of what a NIR image can give.',
+    'CSPSR_HRNIR_align': 'CSPSR_HRNIR with CMSR\'s learned alignment (affine, CPAB and thin-plate maps predicted per '
+                         'pair, from the identity) moving the cross-view-matched HR NIR onto the upscaled VIS before '
+                         'the NIR branch (nir_align, one map per training-patch-sized window).',
     'CSPSR_additive': 'CSPSR whose DMF modules keep a VIS residual block of their own and add the fused NIR features '
                       'to it times a per-channel scale that starts at zero (vis_path additive, NAFSSR\'s form): it '
                       'starts as the VIS-only network; sized to CSPSR\'s parameters.',

@@ -48,7 +48,7 @@ def check_warp_window(opt: dict) -> None:
     """Refuse ``network_g:warp_window`` (CMSR's alignment, per window) other than ``datasets:train:gt_size``.
 
     The alignment is learnt on the training patches and applied per window of that size
-    (:class:`~cspsr_arch.archs.cmsr_arch.GuideAligner`): windows of another size move the guide by other
+    (:class:`~cspsr_arch.archs.guide_align.GuideAligner`): windows of another size move the guide by other
     distances than it learnt.
 
     Args:

@@ -6,7 +6,8 @@ from torch import nn
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from cspsr_arch.archs import cmsr_warp as W
-from cspsr_arch.archs.cmsr_arch import CMSR, GuideAligner
+from cspsr_arch.archs.cmsr_arch import CMSR
+from cspsr_arch.archs.guide_align import GuideAligner
 
 TINY = {'num_feat': 8, 'num_layers': 3, 'guide_feat': 4, 'guide_layers': 2, 'loc_feat': 4, 'loc_layers': 2,
         'tps_grid': 4, 'cpab_cells': 2}

@@ -21,7 +21,7 @@ def test_the_variants_are_planned_at_cspsrs_size_with_its_cvm_pre_training(tmp_p
     from cspsr_arch.benchmark.runs import plan
     from cspsr_arch.engine.options import check_options
     make_toy_split(tmp_path / 'train', scales=(4, ))
-    assert VARIANT_MODELS == tuple(VIS_PATH)
+    assert VARIANT_MODELS == (*VIS_PATH, 'CSPSR_HRNIR_align')
     for preset in (QUICK, CPU):
         runs = plan(OPTIONS, tmp_path / 'train', preset, ['CSPSR', *VIS_PATH], ablations=False)
         rows = runs.table['bicubic'][4]
@@ -39,6 +39,24 @@ def test_the_variants_are_planned_at_cspsrs_size_with_its_cvm_pre_training(tmp_p
             {k: v for k, v in ablation.items() if k != 'vis_path'}  # the ablation differs by the scale alone
         num_dmf, num_feat = additive['num_dmf'], additive['num_feat']
         assert _params(additive) - _params(ablation) == num_dmf * num_feat  # one scale per channel and module
+
+
+def test_the_aligned_hr_nir_row_is_the_hr_nir_row_plus_the_alignment_at_the_patch_size(tmp_path):
+    """``CSPSR_HRNIR_align``: ``CSPSR_HRNIR``'s network, data and CVM pre-training, with ``nir_align`` and the
+    alignment's window set to the preset's training patch (the option file's 120 would be refused)."""
+    from cspsr_arch.benchmark.presets import CPU, QUICK
+    from cspsr_arch.benchmark.results import NIR_MODELS
+    from cspsr_arch.benchmark.runs import plan
+    from cspsr_arch.engine.options import check_options
+    make_toy_split(tmp_path / 'train', scales=(4, ))
+    assert 'CSPSR_HRNIR_align' in NIR_MODELS
+    for preset in (QUICK, CPU):
+        rows = plan(OPTIONS, tmp_path / 'train', preset, ['CSPSR_HRNIR', 'CSPSR_HRNIR_align'], ablations=False)
+        hr, aligned = (rows.table['bicubic'][4][name][0] for name in ('CSPSR_HRNIR', 'CSPSR_HRNIR_align'))
+        check_options(dict(aligned.opt, is_train=True))
+        assert aligned.opt['network_g'] == dict(hr.opt['network_g'], nir_align=True, warp_window=preset.gt_size)
+        assert aligned.opt['datasets'] == hr.opt['datasets'] and aligned.stereo == hr.stereo is not None
+        assert aligned.opt['train'] == hr.opt['train']
 
 
 def test_the_paper_size_option_files_keep_cspsrs_parameter_budget():
