@@ -13,7 +13,7 @@ from cspsr_arch.archs.cross_view import (build_cvm_net, check_given_disparity, c
 from cspsr_arch.archs.cmsr_warp import sample_guide
 from cspsr_arch.archs.dmf import DMF
 from cspsr_arch.archs.guide_align import GuideAligner
-from cspsr_arch.archs.hr_nir import check_nir_scale, guide_on_lr_grid, nir_skip_phases
+from cspsr_arch.archs.hr_nir import check_nir_scale, guide_on_lr_grid, nir_skip_phases, output_nir_path
 from cspsr_arch.archs.warp import WarpToLeft
 
 BRANCH_MODES = ('dual', 'vis', 'concat')
@@ -115,6 +115,12 @@ class CSPSR(nn.Module):
         warp_window (int): With ``nir_align``: output pixels per window of the alignment, 0 for one map of the
             whole image. Trained on patches, set it to their size (see :class:`GuideAligner`'s ``window``;
             the aligner's window in NIR pixels is ``warp_window * nir_scale / upscale``). Default: 0.
+        nir_path (bool): With the NIR at the output size (``nir_scale = upscale``): CMSR's guide branch
+            (:func:`~cspsr_arch.archs.hr_nir.output_nir_path`, about 5 k parameters) from the matched NIR and
+            its mask straight to the VIS output, added to it, starting at zero. Why: the SR loss then reaches
+            the cross-view matching through a path where a misplaced NIR edge costs at once, as in CMSR,
+            whose matching its training improves where CSPSR's worsens (docs/design_notes.md). The paper has
+            no such path; False is its model. Default: False.
     """
 
     def __init__(self,
@@ -136,7 +142,8 @@ class CSPSR(nn.Module):
                  channel_pool: str = 'normalised',
                  nir_scale: int = 1,
                  nir_align: bool = False,
-                 warp_window: int = 0) -> None:
+                 warp_window: int = 0,
+                 nir_path: bool = False) -> None:
         super().__init__()
         cvm = cvm_mode(cvm)
         if branches not in BRANCH_MODES:
@@ -150,6 +157,10 @@ class CSPSR(nn.Module):
             raise ValueError(f'warp_window is the window of nir_align (here {nir_align}), in output pixels, a multiple '
                              f'of upscale / nir_scale = {upscale // nir_scale}; branches="vis" has no NIR to align. '
                              f'Got warp_window={warp_window}, branches={branches!r}.')
+        if nir_path and (nir_scale != upscale or branches == 'vis'):
+            raise ValueError(f'nir_path takes the NIR at the output size: set nir_scale to upscale ({upscale}) '
+                             f'and branches to dual or concat; got nir_scale={nir_scale}, branches={branches!r}.')
+        self.nir_path = output_nir_path(num_nir_ch, num_in_ch) if nir_path else None
         self.nir_aligner = GuideAligner(num_in_ch + num_nir_ch, window=warp_window * nir_scale // upscale) \
             if nir_align else None
         self.num_in_ch, self.num_nir_ch = num_in_ch, num_nir_ch
@@ -274,4 +285,6 @@ class CSPSR(nn.Module):
             feat_vis = self.branch_vis(torch.cat([lq, guide], dim=1))
             deep_vis = self.body(feat_vis)
         sr = self.head_vis(self.conv_after_vis(deep_vis).add_(feat_vis), lq if self.global_skip else None)
+        if self.nir_path is not None:
+            sr = sr + self.nir_path(torch.cat([nir, valid], dim=1))
         return CSPSROutput(sr, nir_sr, disp_l, disp_r)

@@ -93,3 +93,24 @@ def nir_skip_phases(guide: Tensor, nir: Tensor, nir_scale: int, upscale: int) ->
     if nir_scale == upscale:
         return guide[:, :nir.size(1) * nir_scale * nir_scale]
     return bicubic_phases_unshuffled(nir, nir_scale, upscale // nir_scale)
+
+
+def output_nir_path(num_nir_ch: int, num_out_ch: int, width: int = 16, depth: int = 4) -> nn.Sequential:
+    """A small convolution stack from the matched NIR at the output size (and its validity mask) to the VIS
+    output, added to it: CMSR's guide branch (Shacht et al., CVPR 2021: 3x3 convolutions of 16 channels with
+    ReLU between, the last a 1x1, four in its cross-modality configurations). Its last convolution starts at
+    zero, so the network starts as the one without it.
+
+    Args:
+        num_nir_ch: NIR channels (the validity mask is one more input channel).
+        num_out_ch: VIS channels.
+        width: Channels between the convolutions (CMSR: 16).
+        depth: Convolutions, the last 1x1 (CMSR: 4).
+    """
+    layers = []
+    for k in range(depth - 1):
+        layers += [nn.Conv2d(num_nir_ch + 1 if k == 0 else width, width, 3, 1, 1), nn.ReLU(inplace=True)]
+    layers.append(nn.Conv2d(width, num_out_ch, 1))
+    nn.init.zeros_(layers[-1].weight)
+    nn.init.zeros_(layers[-1].bias)
+    return nn.Sequential(*layers)

@@ -56,6 +56,8 @@ DESCRIPTIONS = {
     'CSPSR_HRNIR_align': 'CSPSR_HRNIR with CMSR\'s learned alignment (affine, CPAB and thin-plate maps predicted per '
                          'pair, from the identity) moving the cross-view-matched HR NIR onto the upscaled VIS before '
                          'the NIR branch (nir_align, one map per training-patch-sized window).',
+    'CSPSR_HRNIR_path': 'CSPSR_HRNIR with CMSR\'s guide branch (four small convolutions at the output size, '
+                        'starting at zero) from the matched HR NIR straight to the VIS output (nir_path).',
     'CSPSR_additive': 'CSPSR whose DMF modules keep a VIS residual block of their own and add the fused NIR features '
                       'to it times a per-channel scale that starts at zero (vis_path additive, NAFSSR\'s form): it '
                       'starts as the VIS-only network; sized to CSPSR\'s parameters.',

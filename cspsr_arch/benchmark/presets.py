@@ -39,20 +39,21 @@ SINGLE_IMAGE_MODELS: Tuple[str, ...] = ('SMSR', 'NLSN', 'ENLCN', 'ENLCN_NIR')
 """The further networks of the CSPSR paper's Tables 1 and 3, trained on request (``--models``): VIS-only SMSR
 (sparse masks), NLSN (non-local sparse attention) and ENLCN (efficient non-local contrastive attention), and
 ENLCN with the LR NIR as a fourth input channel (``ENLCN_NIR``, sized as ``ENLCN``)."""
-SIZE_SOURCE: Dict[str, str] = {'CMSR_HRNIR': 'CMSR', 'ENLCN_NIR': 'ENLCN', 'CSPSR_HRNIR_align': 'CSPSR'}
+SIZE_SOURCE: Dict[str, str] = {'CMSR_HRNIR': 'CMSR', 'ENLCN_NIR': 'ENLCN', 'CSPSR_HRNIR_align': 'CSPSR',
+                               'CSPSR_HRNIR_path': 'CSPSR'}
 """Rows whose network takes the sizes of another row of a preset's ``networks``."""
 EXTRA_MODELS: Tuple[str, ...] = ('CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given')
 """Rows trained on request (``--models``): CSPSR warping by the ground-truth disparity (an oracle), and CSPSR
 given the NIR at the HR size (``nir_scale`` = scale: rigs whose NIR camera has the output resolution; the
 project's upper bound of what a NIR image can give), and the two together (the HR NIR warped by the
 ground-truth disparity). They take the ``CSPSR`` network options."""
-VARIANT_MODELS: Tuple[str, ...] = ('CSPSR_additive', 'CSPSR_vis_block', 'CSPSR_HRNIR_align')
+VARIANT_MODELS: Tuple[str, ...] = ('CSPSR_additive', 'CSPSR_vis_block', 'CSPSR_HRNIR_align', 'CSPSR_HRNIR_path')
 """Named CSPSR variants, trained on request (``--models``) from ``options/train_<model>_x<s>.yml`` with the sizes of
 their own entry in a preset's ``networks`` (each sized to CSPSR's parameters): ``CSPSR_additive`` adds the fused
 NIR features to a VIS path of its own, scaled from zero (NAFSSR's form, ``vis_path: additive``); ``CSPSR_vis_block``
 is its ablation, the same VIS path with the fused features added unscaled (``vis_path: residual_block``);
-``CSPSR_HRNIR_align`` is ``CSPSR_HRNIR`` with CMSR's learned alignment of the matched NIR (``nir_align``), sized as
-``CSPSR`` (:data:`SIZE_SOURCE`)."""
+``CSPSR_HRNIR_align`` and ``CSPSR_HRNIR_path`` are ``CSPSR_HRNIR`` with CMSR's learned alignment of the matched NIR
+(``nir_align``) or with its guide branch to the output (``nir_path``), sized as ``CSPSR`` (:data:`SIZE_SOURCE`)."""
 ROW_MODELS: Tuple[str, ...] = SR_MODELS + EXTRA_MODELS + VARIANT_MODELS + PEER_MODELS + SINGLE_IMAGE_MODELS
 """Every trained row ``--models`` takes."""
 

@@ -11,7 +11,7 @@ import numpy as np
 LABELS = {
     'bicubic': 'Bicubic', 'EDSR': 'EDSR', 'RCAN': 'RCAN', 'HAT': 'HAT', 'ConcatNIR': 'Concat (VIS+NIR input)',
     'CSPSR': 'CSPSR', 'CSPSR_given': 'CSPSR, ground-truth disparity', 'CSPSR_HRNIR': 'CSPSR, HR NIR',
-    'CSPSR_HRNIR_align': 'CSPSR, HR NIR, CMSR alignment',
+    'CSPSR_HRNIR_align': 'CSPSR, HR NIR, CMSR alignment', 'CSPSR_HRNIR_path': 'CSPSR, HR NIR, output-size NIR path',
     'CSPSR_HRNIR_given': 'CSPSR, HR NIR, GT disparity', 'CSPSR_additive': 'CSPSR, additive NIR',
     'CSPSR_vis_block': 'CSPSR, additive NIR, no scale', 'PASSR': 'PASSR',
     'NAFSSR': 'NAFSSR-S', 'MASASR': 'MASA-SR',

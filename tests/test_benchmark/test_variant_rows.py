@@ -21,7 +21,7 @@ def test_the_variants_are_planned_at_cspsrs_size_with_its_cvm_pre_training(tmp_p
     from cspsr_arch.benchmark.runs import plan
     from cspsr_arch.engine.options import check_options
     make_toy_split(tmp_path / 'train', scales=(4, ))
-    assert VARIANT_MODELS == (*VIS_PATH, 'CSPSR_HRNIR_align')
+    assert VARIANT_MODELS == (*VIS_PATH, 'CSPSR_HRNIR_align', 'CSPSR_HRNIR_path')
     for preset in (QUICK, CPU):
         runs = plan(OPTIONS, tmp_path / 'train', preset, ['CSPSR', *VIS_PATH], ablations=False)
         rows = runs.table['bicubic'][4]
@@ -41,22 +41,26 @@ def test_the_variants_are_planned_at_cspsrs_size_with_its_cvm_pre_training(tmp_p
         assert _params(additive) - _params(ablation) == num_dmf * num_feat  # one scale per channel and module
 
 
-def test_the_aligned_hr_nir_row_is_the_hr_nir_row_plus_the_alignment_at_the_patch_size(tmp_path):
-    """``CSPSR_HRNIR_align``: ``CSPSR_HRNIR``'s network, data and CVM pre-training, with ``nir_align`` and the
-    alignment's window set to the preset's training patch (the option file's 120 would be refused)."""
+def test_the_hr_nir_variant_rows_are_the_hr_nir_row_plus_one_option(tmp_path):
+    """``CSPSR_HRNIR_align`` / ``_path``: ``CSPSR_HRNIR``'s network, data and CVM pre-training, plus ``nir_align``
+    with the alignment's window set to the preset's training patch (the option file's 120 would be refused), or
+    plus ``nir_path``."""
     from cspsr_arch.benchmark.presets import CPU, QUICK
     from cspsr_arch.benchmark.results import NIR_MODELS
     from cspsr_arch.benchmark.runs import plan
     from cspsr_arch.engine.options import check_options
     make_toy_split(tmp_path / 'train', scales=(4, ))
-    assert 'CSPSR_HRNIR_align' in NIR_MODELS
+    assert {'CSPSR_HRNIR_align', 'CSPSR_HRNIR_path'} <= set(NIR_MODELS)
     for preset in (QUICK, CPU):
-        rows = plan(OPTIONS, tmp_path / 'train', preset, ['CSPSR_HRNIR', 'CSPSR_HRNIR_align'], ablations=False)
-        hr, aligned = (rows.table['bicubic'][4][name][0] for name in ('CSPSR_HRNIR', 'CSPSR_HRNIR_align'))
-        check_options(dict(aligned.opt, is_train=True))
+        names = ('CSPSR_HRNIR', 'CSPSR_HRNIR_align', 'CSPSR_HRNIR_path')
+        rows = plan(OPTIONS, tmp_path / 'train', preset, list(names), ablations=False)
+        hr, aligned, path = (rows.table['bicubic'][4][name][0] for name in names)
         assert aligned.opt['network_g'] == dict(hr.opt['network_g'], nir_align=True, warp_window=preset.gt_size)
-        assert aligned.opt['datasets'] == hr.opt['datasets'] and aligned.stereo == hr.stereo is not None
-        assert aligned.opt['train'] == hr.opt['train']
+        assert path.opt['network_g'] == dict(hr.opt['network_g'], nir_path=True)
+        for row in (aligned, path):
+            check_options(dict(row.opt, is_train=True))
+            assert row.opt['datasets'] == hr.opt['datasets'] and row.stereo == hr.stereo is not None
+            assert row.opt['train'] == hr.opt['train']
 
 
 def test_the_paper_size_option_files_keep_cspsrs_parameter_budget():

@@ -33,7 +33,7 @@ def test_shipped_options_use_only_known_keys(demo_opt):
     check_options(_redirected('demo_disparity_x4.yml', demo_opt['datasets']['train']['dataroot_gt'].rsplit('/HR', 1)[0]))
     names = [p.relative_to(OPTIONS).as_posix() for p in sorted(OPTIONS.rglob('*.yml'))
              if not p.name.startswith('demo_') and p.parent.name != '_base']
-    assert len(names) == 43, names  # every train, test and ablation file
+    assert len(names) == 44, names  # every train, test and ablation file
     for name in names:
         opt = load_options(str(OPTIONS / name))
         opt.update(is_train=name.startswith('train'), dist=False, rank=0, world_size=1, auto_resume=False)
