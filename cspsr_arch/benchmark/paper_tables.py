@@ -28,8 +28,8 @@ PAPER_TABLE3: Dict[str, float] = {'ENLCN': 25.600, 'ENLCN_NIR': 25.440}
 """The paper's Table 3, x4, mean over its test videos: PSNR of ENLCN and ENLCN w/ NIR."""
 
 TABLE1_ROWS = ('bicubic', 'EDSR', 'RCAN', 'SMSR', 'NLSN', 'ENLCN', 'HAT', 'CSPSR')
-TABLE2_ROWS = ('PASSR', 'NAFSSR', 'MASASR', 'CMSR', 'CMSR_HRNIR', 'CSPSR', 'CSPSR_HRNIR', 'CSPSR_HRNIR_align', 'CSPSR_HRNIR_path',
-               'CSPSR_additive', 'CSPSR_vis_block')
+TABLE2_ROWS = ('PASSR', 'NAFSSR', 'MASASR', 'CMSR', 'CMSR_HRNIR', 'CSPSR', 'CSPSR_HRNIR', 'CSPSR_HRNIR_align',
+               'CSPSR_HRNIR_path', 'CSPSR_additive', 'CSPSR_vis_block')
 TABLE3_ROWS = ('ENLCN', 'ENLCN_NIR')
 
 
