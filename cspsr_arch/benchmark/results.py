@@ -16,8 +16,9 @@ from cspsr_arch.benchmark.curves import read_curve
 from cspsr_arch.benchmark.evaluation import METRICS, evaluate
 from cspsr_arch.benchmark.external import evaluate_external
 
-NIR_MODELS = ('ConcatNIR', 'CSPSR', 'CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given', 'CSPSR_HRNIR_align', 'CSPSR_HRNIR_path',
-              'CSPSR_additive', 'CSPSR_vis_block', 'PASSR', 'NAFSSR', 'MASASR', 'CMSR', 'CMSR_HRNIR', 'ENLCN_NIR')
+NIR_MODELS = ('ConcatNIR', 'CSPSR', 'CSPSR_given', 'CSPSR_HRNIR', 'CSPSR_HRNIR_given', 'CSPSR_HRNIR_align',
+              'CSPSR_HRNIR_path', 'CSPSR_additive', 'CSPSR_vis_block', 'PASSR', 'NAFSSR', 'MASASR', 'CMSR', 'CMSR_HRNIR',
+              'ENLCN_NIR')
 """Rows that read the NIR image (their NIR diagnostics are measured)."""
 VIS_ONLY = ('EDSR', 'RCAN', 'HAT', 'SMSR', 'NLSN', 'ENLCN')
 """Rows that see the VIS image only."""

@@ -210,7 +210,7 @@ def _sr_run(source: dict, name: str, model: str, train_dir: Path, scale: int, pr
     train = _sr_train_options(source['train'], preset)
     src_train = source['datasets']['train']
     gt_size = preset.gt_size or src_train['gt_size']
-    if 'warp_window' in network:  # CMSR's learned alignment, predicted per window of the training patch's size
+    if 'warp_window' in network:  # a learned alignment (CMSR, CSPSR nir_align), per window of the training patch
         network = dict(network, warp_window=gt_size)
     opt = _common(source, name, preset, train['total_iter'])
     opt['network_g'], opt['train'] = network, train

@@ -45,7 +45,8 @@ def check_nir_scales(opt: dict) -> None:
 
 
 def check_warp_window(opt: dict) -> None:
-    """Refuse ``network_g:warp_window`` (CMSR's alignment, per window) other than ``datasets:train:gt_size``.
+    """Refuse ``network_g:warp_window`` (the learned alignment of CMSR and of ``CSPSR(nir_align=True)``, per
+    window) other than ``datasets:train:gt_size``.
 
     The alignment is learnt on the training patches and applied per window of that size
     (:class:`~cspsr_arch.archs.guide_align.GuideAligner`): windows of another size move the guide by other
@@ -93,8 +94,8 @@ class CSPSRModel(AtomicCheckpointMixin, SRModel):
     holds the (fine-tuned) CVM weights.
 
     A CSPSR takes its NIR at ``network_g:nir_scale`` x the LR size: every data set of ``datasets`` must
-    have that ``nir_scale`` (checked before anything is built, see :func:`check_nir_scales`), and a CMSR's
-    ``warp_window`` must be the training patch size (:func:`check_warp_window`).
+    have that ``nir_scale`` (checked before anything is built, see :func:`check_nir_scales`), and the
+    ``warp_window`` of a learned alignment must be the training patch size (:func:`check_warp_window`).
     """
 
     def __init__(self, opt: dict) -> None:
